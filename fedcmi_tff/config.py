@@ -1,0 +1,139 @@
+"""Frozen configuration objects shared by the library and the drivers.
+
+No TensorFlow, no absl: the drivers map flags onto these objects and the library
+takes them as explicit arguments.  Every field name states the quantity it
+controls (ALGORITHM.md section 3, project decisions 1-3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+
+class Objective(str, enum.Enum):
+  """Client objective of an algorithm; the server side is shared."""
+
+  # FedCMI: fused CE + self-head CE + infiltration distillation (ALGORITHM.md 3.2-3.4).
+  FEDCMI = 'fedcmi'
+  # FedAvg / FedProx: fused CE only; unimodal clients fill the missing slot with zeros.
+  FUSED_ONLY = 'fused_only'
+
+
+class TemperatureMode(str, enum.Enum):
+  """How the distillation temperature of each class is chosen."""
+
+  CLASS_WISE = 'class_wise'  # tau_c from the client's per-class dominance (3.2).
+  CONSTANT = 'constant'  # tau_c = 1 for every class (the no-CWT ablation).
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalTrainingConfig:
+  """Client optimisation: SGD with momentum and coupled L2 decay, reset each round."""
+
+  learning_rate: float = 0.05
+  min_learning_rate: float = 0.05
+  # eta_t = eta for t <= constant_lr_rounds, else eta - (eta - eta_min) * t / total_rounds.
+  constant_lr_rounds: int = 80
+  total_rounds: int = 40
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+  local_epochs: int = 2
+  batch_size: int = 32
+
+  def validate(self) -> None:
+    _check(self.learning_rate > 0, 'learning_rate must be > 0')
+    _check(self.min_learning_rate >= 0, 'min_learning_rate must be >= 0')
+    _check(self.total_rounds > 0, 'total_rounds must be > 0')
+    _check(0 <= self.momentum < 1, 'momentum must be in [0, 1)')
+    _check(self.weight_decay >= 0, 'weight_decay must be >= 0')
+    _check(self.local_epochs > 0, 'local_epochs must be > 0')
+    _check(self.batch_size > 0, 'batch_size must be > 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+  """The client loss.  Defaults are FedCMI's code defaults (ALGORITHM.md 6.4)."""
+
+  objective: Objective = Objective.FEDCMI
+  # lambda: weight of the infiltration (cross-modal distillation) loss; 0 = no infiltration.
+  distillation_weight: float = 1.0
+  # beta: weight of each modality's self-head cross-entropy on multimodal clients.
+  self_head_weight: float = 2.0
+  # gamma in tau_c = 1 / (1 + gamma * ln(r_c / r_mean)).
+  temperature_sharpness: float = 2.0
+  temperature_mode: TemperatureMode = TemperatureMode.CLASS_WISE
+  # False: temperatures from the client's overall dominance (faithful to the authors'
+  # code); True: temperatures for the direction each batch actually distils in.
+  direction_consistent_temperature: bool = False
+  # t_w: rounds before the infiltration loss starts (no distillation in round 0 by default).
+  warmup_rounds: int = 1
+  # mu: gradient of (mu/2)||w - w_global||^2 added to every parameter with a gradient.
+  proximal_strength: float = 0.0
+
+  def validate(self) -> None:
+    _check(self.distillation_weight >= 0, 'distillation_weight must be >= 0')
+    _check(self.self_head_weight >= 0, 'self_head_weight must be >= 0')
+    _check(self.temperature_sharpness >= 0, 'temperature_sharpness must be >= 0')
+    _check(self.warmup_rounds >= 0, 'warmup_rounds must be >= 0')
+    _check(self.proximal_strength >= 0, 'proximal_strength must be >= 0')
+
+  @property
+  def uses_infiltration(self) -> bool:
+    return self.objective is Objective.FEDCMI and self.distillation_weight > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Encoder pair and heads (ALGORITHM.md section 2, project decision 8)."""
+
+  encoder: str = 'small'  # 'small' (fast, for the embedded data and tests) or 'resnet18'.
+  small_encoder_channels: tuple[int, ...] = (16, 32)
+  projector: str = 'linear'  # 'linear' or 'mlp'.
+
+  def validate(self) -> None:
+    _check(self.encoder in ('small', 'resnet18'),
+           f"encoder must be 'small' or 'resnet18', got {self.encoder!r}")
+    _check(self.projector in ('linear', 'mlp'),
+           f"projector must be 'linear' or 'mlp', got {self.projector!r}")
+    _check(len(self.small_encoder_channels) >= 1 and
+           all(c > 0 for c in self.small_encoder_channels),
+           'small_encoder_channels must be positive integers')
+
+
+@dataclasses.dataclass(frozen=True)
+class FederationConfig:
+  """Who trains: client count, sampling, statistical and modality heterogeneity."""
+
+  num_clients: int = 10
+  clients_per_round: int = 5
+  rounds: int = 40
+  # Dirichlet concentration of the label split; math.inf gives an exact IID split.
+  dirichlet_alpha: float = 1.0
+  # Clients already holding >= balance_cap * N / M samples get no more of a class.
+  balance_cap: float = 1.1
+  # Fraction of multimodal clients; the rest split half/half into the two unimodal kinds.
+  multi_ratio: float = 0.5
+  # If set to a modality name, every client holds only that modality (unimodal FL).
+  only_modality: str | None = None
+  seed: int = 0
+
+  def validate(self) -> None:
+    _check(self.num_clients > 0, f'num_clients must be > 0, got {self.num_clients}')
+    _check(self.clients_per_round > 0,
+           f'clients_per_round must be > 0, got {self.clients_per_round}')
+    _check(self.clients_per_round <= self.num_clients,
+           f'clients_per_round ({self.clients_per_round}) must be <= num_clients '
+           f'({self.num_clients})')
+    _check(self.rounds > 0, f'rounds must be > 0, got {self.rounds}')
+    _check(self.dirichlet_alpha > 0 and not math.isnan(self.dirichlet_alpha),
+           f'dirichlet_alpha must be > 0 (inf for IID), got {self.dirichlet_alpha}')
+    _check(0.0 <= self.multi_ratio <= 1.0,
+           f'multi_ratio must be in [0, 1], got {self.multi_ratio}')
+    _check(self.balance_cap > 0, f'balance_cap must be > 0, got {self.balance_cap}')
+
+
+def _check(condition: bool, message: str) -> None:
+  if not condition:
+    raise ValueError(message)

@@ -1,0 +1,153 @@
+"""Federated view of a dataset: a `tff.simulation.datasets.ClientData`.
+
+Every client dataset yields single examples
+
+    {'x': {name_a: ..., name_b: ..., 'modality_mask': float32[2]}, 'y': int32}
+
+with the slot a client does not hold filled with zeros (created lazily in the
+pipeline, never stored) and flagged 0 in the mask.  Batching and shuffling are
+left to the client update, which seeds them by round.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from fedcmi_tff.data import modalities
+from fedcmi_tff.data import partition as partition_lib
+
+
+class MultimodalClientData(tff.simulation.datasets.ClientData):
+  """In-memory arrays split over clients, each client of one `ClientKind`."""
+
+  def __init__(self, inputs: dict, labels: np.ndarray, client_indices: list,
+               client_kinds: list, modality_names: tuple):
+    if len(client_indices) != len(client_kinds):
+      raise ValueError(f'{len(client_indices)} index sets but {len(client_kinds)} client kinds')
+    self._inputs = inputs
+    self._labels = np.asarray(labels, np.int32)
+    self._indices = [np.asarray(i, np.int64) for i in client_indices]
+    self._kinds = [modalities.ClientKind(k) for k in client_kinds]
+    self._names = tuple(modality_names)
+    self._shapes = {n: tuple(inputs[n].shape[1:]) for n in self._names}
+    self._ids = [str(i) for i in range(len(client_indices))]
+    self._element_spec = self._build(0).element_spec
+
+  @property
+  def client_ids(self) -> list:
+    return list(self._ids)
+
+  @property
+  def element_type_structure(self):
+    return self._element_spec
+
+  def kind(self, client_id: str) -> modalities.ClientKind:
+    return self._kinds[self._ids.index(client_id)]
+
+  def num_examples(self, client_id: str) -> int:
+    return int(self._indices[self._ids.index(client_id)].shape[0])
+
+  def _build(self, position: int) -> tf.data.Dataset:
+    idx, kind = self._indices[position], self._kinds[position]
+    mask = kind.modality_mask()
+    present = {n: self._inputs[n][idx] for slot, n in enumerate(self._names) if mask[slot] > 0}
+    slices = dict(present, label=self._labels[idx])
+    names, shapes = self._names, self._shapes
+
+    def to_example(e):
+      x = collections.OrderedDict()
+      for n in names:
+        x[n] = tf.cast(e[n], tf.float32) if n in e else tf.zeros(shapes[n], tf.float32)
+      x[modalities.MODALITY_MASK_KEY] = tf.constant(mask, tf.float32)
+      return collections.OrderedDict(x=x, y=tf.cast(e['label'], tf.int32))
+
+    return tf.data.Dataset.from_tensor_slices(slices).map(to_example)
+
+  def create_tf_dataset_for_client(self, client_id: str) -> tf.data.Dataset:
+    if client_id not in self._ids:
+      raise ValueError(f'client id {client_id!r} is not one of {len(self._ids)} clients')
+    return self._build(self._ids.index(client_id))
+
+  @property
+  def serializable_dataset_fn(self):
+    """Graph-serialisable id -> dataset (bakes the arrays into the graph)."""
+    flat = np.concatenate(self._indices) if self._indices else np.zeros([0], np.int64)
+    offsets = np.concatenate([[0], np.cumsum([len(i) for i in self._indices])])
+    masks = np.array([k.modality_mask() for k in self._kinds], np.float32)
+    ids, names, shapes = self._ids, self._names, self._shapes
+    inputs, labels = self._inputs, self._labels
+
+    def dataset_fn(client_id):
+      table = tf.lookup.StaticHashTable(
+          tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
+          default_value=-1)
+      position = table.lookup(tf.convert_to_tensor(client_id))
+      tf.debugging.assert_non_negative(position, message='unknown client id')
+      indices = tf.constant(flat)[tf.gather(tf.constant(offsets), position):
+                                  tf.gather(tf.constant(offsets), position + 1)]
+      mask = tf.gather(tf.constant(masks), position)
+
+      def to_example(i):
+        x = collections.OrderedDict()
+        for slot, n in enumerate(names):
+          x[n] = tf.cast(tf.gather(tf.constant(inputs[n]), i), tf.float32) * mask[slot]
+        x[modalities.MODALITY_MASK_KEY] = mask
+        return collections.OrderedDict(x=x, y=tf.gather(tf.constant(labels), i))
+
+      return tf.data.Dataset.from_tensor_slices(indices).map(to_example)
+
+    return dataset_fn
+
+
+class FederatedSplits(NamedTuple):
+  """Everything a training run needs about its data."""
+
+  client_data: MultimodalClientData
+  test: tf.data.Dataset  # single multimodal examples, same element layout
+  modality_names: tuple
+  class_names: tuple
+  input_shapes: dict
+  description: str
+
+
+def test_dataset(arrays, modality_names) -> tf.data.Dataset:
+  """The test split as multimodal examples (mask (1, 1))."""
+  everything = MultimodalClientData(arrays.inputs, arrays.labels,
+                                    [np.arange(arrays.labels.shape[0])],
+                                    [modalities.ClientKind.MULTIMODAL], modality_names)
+  return everything.create_tf_dataset_for_client('0')
+
+
+def build_federated_splits(splits, *, num_clients: int, dirichlet_alpha: float,
+                           multi_ratio: float, seed: int, balance_cap: float = 1.1,
+                           only_modality: str | None = None) -> FederatedSplits:
+  """Partitions `splits.train` over clients and assigns each client a kind.
+
+  Args:
+    splits: a `DatasetSplits` (see `synthetic_av`).
+    num_clients, dirichlet_alpha, balance_cap: the label split (ALGORITHM.md 6.2).
+    multi_ratio: fraction of multimodal clients (6.3).
+    seed: seeds the label split; seed + 1 seeds the kinds.
+    only_modality: a modality name: every client holds only that modality.
+  """
+  names = tuple(splits.modality_names)
+  only = None
+  if only_modality is not None:
+    if only_modality not in names:
+      raise ValueError(f'only_modality must be one of {names}, got {only_modality!r}')
+    only = names.index(only_modality)
+  indices = partition_lib.dirichlet_label_partition(
+      splits.train.labels, num_clients, dirichlet_alpha, seed, balance_cap)
+  kinds = partition_lib.assign_client_kinds(num_clients, multi_ratio, seed + 1, only)
+  client_data = MultimodalClientData(splits.train.inputs, splits.train.labels, indices, kinds,
+                                     names)
+  return FederatedSplits(
+      client_data=client_data, test=test_dataset(splits.test, names), modality_names=names,
+      class_names=tuple(splits.class_names),
+      input_shapes={n: tuple(splits.train.inputs[n].shape[1:]) for n in names},
+      description=splits.description)

@@ -1,0 +1,28 @@
+"""Modality-masked group averaging (ALGORITHM.md section 4), as pure TF maths.
+
+Each variable belongs to a group (slot a, slot b, fusion).  A client's
+contribution to a variable is weighted by its weight for that variable's group
+(n_k if it holds the group's modality, else 0; n_k for the fusion group).  The
+server divides the summed contributions by the summed weights of each group;
+a group with total weight 0 gets a zero mean update, which keeps the previous
+global values when updates are deltas.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def weigh_by_group(values: list, groups: list, group_weights: tf.Tensor) -> list:
+  """values[i] * group_weights[groups[i]] for every tensor."""
+  return [v * tf.cast(group_weights[g], v.dtype) for v, g in zip(values, groups)]
+
+
+def divide_by_group(sums: list, groups: list, group_totals: tf.Tensor) -> list:
+  """sums[i] / group_totals[groups[i]], or zeros where that total is 0."""
+  out = []
+  for s, g in zip(sums, groups):
+    total = tf.cast(group_totals[g], s.dtype)
+    out.append(tf.where(total > 0, s / tf.where(total > 0, total, tf.ones_like(total)),
+                        tf.zeros_like(s)))
+  return out

@@ -1,0 +1,104 @@
+"""Per-modality encoders (Keras, channels-last).
+
+* `small_*`: a fast conv stack for the embedded dataset and tests on a 2-core CPU.
+* `resnet18_*`: the paper's ResNet-18 body (ALGORITHM.md 2.1 and 8): 7x7/2 conv,
+  3x3/2 max-pool, four stages of two BasicBlocks (64-128-256-512), symmetric
+  zero padding as in PyTorch, no conv bias, BN momentum 0.9 / eps 1e-5, Kaiming
+  fan-out init.
+
+Inputs: spectrogram-like [B, H, W, C] for image-like modalities; frame stacks
+[B, T, H, W, C] are folded into the batch and the feature map is averaged over
+frames and space (the code's 3-D global average pooling).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+_BN = dict(momentum=0.9, epsilon=1e-5)
+
+
+def _kaiming():
+  # A fresh instance per layer: Keras returns identical values when one unseeded
+  # initializer object is reused.
+  return tf.keras.initializers.VarianceScaling(2.0, 'fan_out', 'untruncated_normal')
+
+
+def _conv_bn_relu(x, filters, kernel, stride, name):
+  if stride > 1 or kernel > 1:
+    x = tf.keras.layers.ZeroPadding2D(kernel // 2, name=f'{name}_pad')(x)
+  x = tf.keras.layers.Conv2D(filters, kernel, stride, use_bias=False,
+                             kernel_initializer=_kaiming(), name=f'{name}_conv')(x)
+  x = tf.keras.layers.BatchNormalization(**_BN, name=f'{name}_bn')(x)
+  return tf.keras.layers.ReLU(name=f'{name}_relu')(x)
+
+
+def _small_body(x, channels, name):
+  for i, c in enumerate(channels):
+    x = _conv_bn_relu(x, c, 3, 2, f'{name}_block{i}')
+  return x
+
+
+def _basic_block(x, filters, stride, name):
+  shortcut = x
+  y = tf.keras.layers.ZeroPadding2D(1, name=f'{name}_pad1')(x)
+  y = tf.keras.layers.Conv2D(filters, 3, stride, use_bias=False, kernel_initializer=_kaiming(),
+                             name=f'{name}_conv1')(y)
+  y = tf.keras.layers.BatchNormalization(**_BN, name=f'{name}_bn1')(y)
+  y = tf.keras.layers.ReLU(name=f'{name}_relu1')(y)
+  y = tf.keras.layers.ZeroPadding2D(1, name=f'{name}_pad2')(y)
+  y = tf.keras.layers.Conv2D(filters, 3, 1, use_bias=False, kernel_initializer=_kaiming(),
+                             name=f'{name}_conv2')(y)
+  y = tf.keras.layers.BatchNormalization(**_BN, name=f'{name}_bn2')(y)
+  if stride != 1 or shortcut.shape[-1] != filters:
+    shortcut = tf.keras.layers.Conv2D(filters, 1, stride, use_bias=False,
+                                      kernel_initializer=_kaiming(),
+                                      name=f'{name}_down_conv')(shortcut)
+    shortcut = tf.keras.layers.BatchNormalization(**_BN, name=f'{name}_down_bn')(shortcut)
+  return tf.keras.layers.ReLU(name=f'{name}_out')(tf.keras.layers.Add()([y, shortcut]))
+
+
+def _resnet18_body(x, name):
+  x = tf.keras.layers.ZeroPadding2D(3, name=f'{name}_stem_pad')(x)
+  x = tf.keras.layers.Conv2D(64, 7, 2, use_bias=False, kernel_initializer=_kaiming(),
+                             name=f'{name}_stem_conv')(x)
+  x = tf.keras.layers.BatchNormalization(**_BN, name=f'{name}_stem_bn')(x)
+  x = tf.keras.layers.ReLU(name=f'{name}_stem_relu')(x)
+  x = tf.keras.layers.ZeroPadding2D(1, name=f'{name}_pool_pad')(x)
+  x = tf.keras.layers.MaxPool2D(3, 2, name=f'{name}_pool')(x)
+  for stage, filters in enumerate((64, 128, 256, 512)):
+    for block in range(2):
+      stride = 2 if (stage > 0 and block == 0) else 1
+      x = _basic_block(x, filters, stride, f'{name}_s{stage}b{block}')
+  return x
+
+
+def build_encoder(input_shape: tuple, kind: str, name: str,
+                  small_channels: tuple = (16, 32)) -> tf.keras.Model:
+  """Encoder mapping one modality's input to a feature vector [B, D].
+
+  Args:
+    input_shape: per-example shape without batch: (H, W, C) or (T, H, W, C).
+    kind: 'small' or 'resnet18'.
+    name: Keras name of the encoder (used in variable names and groups).
+    small_channels: channels of the small conv stack.
+  """
+  inputs = tf.keras.Input(shape=input_shape, name=f'{name}_input')
+  is_frames = len(input_shape) == 4
+  x = inputs
+  if is_frames:
+    frames, height, width, channels = input_shape
+    x = tf.reshape(x, (-1, height, width, channels))  # fold frames into the batch
+  if kind == 'small':
+    x = _small_body(x, tuple(small_channels), name)
+  elif kind == 'resnet18':
+    x = _resnet18_body(x, name)
+  else:
+    raise ValueError(f"encoder kind must be 'small' or 'resnet18', got {kind!r}")
+  if is_frames:
+    _, h, w, c = x.shape
+    x = tf.reshape(x, (-1, frames * h * w, c))  # average over frames and space at once
+    x = tf.reduce_mean(x, axis=1)
+  else:
+    x = tf.keras.layers.GlobalAveragePooling2D(name=f'{name}_pool_out')(x)
+  return tf.keras.Model(inputs, x, name=name)

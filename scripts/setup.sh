@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the project's virtual environment and installs the pinned stack.
+#
+# Idempotent: when venv/ exists and was built from the current requirements.txt, it returns in
+# well under a second. Installs with `pip install --no-deps` because TFF 0.87's jaxlib pin is no
+# longer published (see requirements.txt header).
+#
+# Environment:
+#   FEDCMI_VENV    where the virtual environment lives (default: <repo>/venv)
+#   FEDCMI_PYTHON  the interpreter to build it from (default: python3.11, then python3)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${FEDCMI_VENV:-$repo/venv}"
+req="$repo/requirements.txt"
+stamp="$venv/.requirements.sha256"
+
+python_bin="${FEDCMI_PYTHON:-}"
+if [[ -z "$python_bin" ]]; then
+  if command -v python3.11 >/dev/null 2>&1; then python_bin=python3.11; else python_bin=python3; fi
+fi
+version="$("$python_bin" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [[ "$version" != "3.11" ]]; then
+  echo "setup.sh: tensorflow-federated 0.87 needs Python 3.11, but $python_bin is $version" >&2
+  exit 1
+fi
+
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+
+echo "setup.sh: installing the pinned environment into $venv (about 2 minutes on first run)" >&2
+if [[ ! -x "$venv/bin/python" ]]; then
+  "$python_bin" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req"
+# Import check before stamping, so a broken install is retried next time.
+"$venv/bin/python" - <<'PY'
+import os
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf, tensorflow_federated as tff  # noqa: F401
+assert tf.__version__.startswith("2.14"), tf.__version__
+PY
+echo "$want" > "$stamp"
+echo "setup.sh: environment ready" >&2
