@@ -137,3 +137,49 @@ class FederationConfig:
 def _check(condition: bool, message: str) -> None:
   if not condition:
     raise ValueError(message)
+
+
+ALGORITHMS = ('fedcmi', 'fedavg', 'fedprox')
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """One training run: what data, which algorithm, which hyper-parameters."""
+
+  algorithm: str = 'fedcmi'
+  dataset: str = 'synthetic_av'
+  data_dir: str | None = None
+  # Which modality dominates in synthetic_av ('audio' as on CREMA-D, or 'visual').
+  synthetic_dominant: str = 'audio'
+  # Seed of the embedded dataset's generator; the data stay fixed across training seeds.
+  dataset_seed: int = 0
+  federation: FederationConfig = FederationConfig()
+  model: ModelConfig = ModelConfig()
+  training: LocalTrainingConfig = LocalTrainingConfig()
+  objective: ObjectiveConfig = ObjectiveConfig(proximal_strength=0.01)
+  eval_batch_size: int = 256
+
+  def validate(self, known_datasets: tuple) -> None:
+    _check(self.algorithm in ALGORITHMS,
+           f'unknown algorithm {self.algorithm!r}; expected one of {", ".join(ALGORITHMS)}')
+    _check(self.dataset in known_datasets,
+           f'unknown dataset {self.dataset!r}; expected one of {", ".join(known_datasets)}')
+    self.federation.validate()
+    self.model.validate()
+    self.training.validate()
+    self.objective.validate()
+    _check(self.eval_batch_size > 0, 'eval_batch_size must be > 0')
+
+  def to_dict(self) -> dict:
+    def convert(value):
+      if isinstance(value, enum.Enum):
+        return value.value
+      if isinstance(value, float) and math.isinf(value):
+        return 'inf'
+      if isinstance(value, tuple):
+        return list(value)
+      return value
+    return {k: (
+        {kk: convert(vv) for kk, vv in dataclasses.asdict(v).items()}
+        if dataclasses.is_dataclass(v) else convert(v))
+            for k, v in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))}

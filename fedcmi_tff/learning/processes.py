@@ -226,3 +226,19 @@ def build_fedavg(model_fn: Callable, element_spec, *, proximal_strength: float =
                                          proximal_strength=proximal_strength)
   return build_multimodal_process(model_fn, element_spec, objective=objective,
                                   training=training)
+
+
+def build_process_for_algorithm(algorithm: str, model_fn: Callable, element_spec, *,
+                                objective: config_lib.ObjectiveConfig,
+                                training: config_lib.LocalTrainingConfig
+                                ) -> tff.learning.templates.LearningProcess:
+  """'fedcmi', 'fedavg' or 'fedprox' (FedProx uses objective.proximal_strength)."""
+  if algorithm == 'fedcmi':
+    return build_fedcmi(model_fn, element_spec, objective=objective, training=training)
+  if algorithm == 'fedavg':
+    return build_fedavg(model_fn, element_spec, training=training)
+  if algorithm == 'fedprox':
+    return build_fedavg(model_fn, element_spec, training=training,
+                        proximal_strength=objective.proximal_strength)
+  raise ValueError(f'unknown algorithm {algorithm!r}; expected one of '
+                   f'{", ".join(config_lib.ALGORITHMS)}')

@@ -1,0 +1,138 @@
+"""TFF wiring: type signatures, masked group aggregation, and TFF's own builders."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from fedcmi_tff import config as config_lib
+from fedcmi_tff.data import client_data
+from fedcmi_tff.data import modalities
+from fedcmi_tff.learning import processes
+from fedcmi_tff.learning import tff_model
+from tests import tiny
+
+Kind = modalities.ClientKind
+TRAINING = config_lib.LocalTrainingConfig(local_epochs=1, batch_size=16, learning_rate=0.05)
+ELEMENT_SPEC = tiny.dataset(1).element_spec
+
+
+@pytest.fixture(scope='module')
+def fedcmi_process():
+  return processes.build_fedcmi(tiny.model_fn, ELEMENT_SPEC, training=TRAINING)
+
+
+def test_process_type_signature(fedcmi_process):
+  weights_type = processes.weights_type_of(tiny.model_fn)
+  element_type = tff.types.tensorflow_to_type(ELEMENT_SPEC)
+  next_type = fedcmi_process.next.type_signature
+  state_type = fedcmi_process.initialize.type_signature.result
+  next_type.parameter[0].check_equivalent_to(state_type)
+  next_type.parameter[1].check_equivalent_to(
+      tff.FederatedType(tff.SequenceType(element_type), tff.CLIENTS))
+  next_type.result.state.check_equivalent_to(state_type)
+  assert next_type.result.metrics.placement is tff.SERVER
+  state_type.member.global_model_weights.check_equivalent_to(weights_type)
+  state_type.member.client_work.check_equivalent_to(tff.TensorType(np.int32))
+  fedavg = processes.build_fedavg(tiny.model_fn, ELEMENT_SPEC, training=TRAINING)
+  fedavg.next.type_signature.check_equivalent_to(next_type)
+
+
+def test_client_work_and_aggregator_types():
+  weights_type = processes.weights_type_of(tiny.model_fn)
+  work = processes.build_multimodal_client_work(tiny.model_fn, ELEMENT_SPEC,
+                                                config_lib.ObjectiveConfig(), TRAINING)
+  result = work.next.type_signature.result.result
+  assert result.placement is tff.CLIENTS
+  result.member.update.check_equivalent_to(weights_type)
+  result.member.update_weight.check_equivalent_to(tff.TensorType(np.float32, [3]))
+  work.next.type_signature.parameter[0].check_equivalent_to(
+      tff.FederatedType(tff.TensorType(np.int32), tff.SERVER))
+  aggregator = processes.build_group_mean_aggregator(
+      weights_type, processes.variable_groups_of(tiny.model_fn))
+  assert aggregator.is_weighted
+  aggregator.next.type_signature.result.result.check_equivalent_to(
+      tff.FederatedType(weights_type, tff.SERVER))
+
+
+def test_group_mean_aggregation_golden_and_empty_group():
+  weights = tff.learning.models.ModelWeights(
+      trainable=[np.zeros(2, np.float32)] * 3, non_trainable=[np.zeros(1, np.float32)])
+  weights_type = tff.types.tensorflow_to_type(tf.nest.map_structure(
+      lambda a: tf.TensorSpec(a.shape, tf.float32), weights))
+  aggregator = processes.build_group_mean_aggregator(weights_type, ([0, 1, 2], [1]))
+
+  def value(x):
+    return tff.learning.models.ModelWeights(
+        trainable=[np.full(2, x, np.float32), np.full(2, 10 * x, np.float32),
+                   np.full(2, 100 * x, np.float32)],
+        non_trainable=[np.full(1, -x, np.float32)])
+
+  state = aggregator.initialize()
+  # A multimodal client (n=2, value 1), an a-only client (n=3, value 2), a b-only (n=1, value 3).
+  out = aggregator.next(state, [value(1.0), value(2.0), value(3.0)],
+                        [np.array(w, np.float32) for w in ([2, 2, 2], [3, 0, 3], [0, 1, 1])])
+  mean = out.result
+  np.testing.assert_allclose(mean.trainable[0], [(2 * 1 + 3 * 2) / 5] * 2, rtol=1e-6)
+  np.testing.assert_allclose(mean.trainable[1], [10 * (2 * 1 + 1 * 3) / 3] * 2, rtol=1e-6)
+  np.testing.assert_allclose(mean.trainable[2], [100 * (2 * 1 + 3 * 2 + 1 * 3) / 6] * 2,
+                             rtol=1e-6)
+  np.testing.assert_allclose(mean.non_trainable[0], [-(2 * 1 + 1 * 3) / 3], rtol=1e-6)
+  np.testing.assert_allclose(out.measurements['group_weight_totals'], [5, 3, 6])
+  # No client holds slot b: its mean delta is exactly zero (not NaN).
+  out = aggregator.next(state, [value(2.0)], [np.array([3, 0, 3], np.float32)])
+  np.testing.assert_array_equal(out.result.trainable[1], [0.0, 0.0])
+  np.testing.assert_array_equal(out.result.non_trainable[0], [0.0])
+  np.testing.assert_allclose(out.result.trainable[0], [2.0, 2.0])
+
+
+def _tiny_clients():
+  splits = tiny.small_synthetic()
+  return client_data.build_federated_splits(splits, num_clients=4, dirichlet_alpha=1.0,
+                                            multi_ratio=0.5, seed=0).client_data
+
+
+def test_round_without_slot_b_keeps_slot_b_weights_and_statistics(fedcmi_process):
+  cd = _tiny_clients()
+  only_a = [c for c in cd.client_ids if cd.kind(c) == Kind.ONLY_A]
+  state = fedcmi_process.initialize()
+  before = fedcmi_process.get_model_weights(state)
+  out = fedcmi_process.next(state, [cd.create_tf_dataset_for_client(c) for c in only_a])
+  after = fedcmi_process.get_model_weights(out.state)
+  trainable_groups, non_trainable_groups = processes.variable_groups_of(tiny.model_fn)
+  for group, b, a in zip(trainable_groups + non_trainable_groups,
+                         before.trainable + before.non_trainable,
+                         after.trainable + after.non_trainable):
+    assert np.all(np.isfinite(a))
+    if group == 1:
+      np.testing.assert_array_equal(a, b)
+  assert any(np.any(a != b) for g, a, b in zip(trainable_groups, after.trainable,
+                                               before.trainable) if g == 0)
+  totals = out.metrics['aggregator']['group_weight_totals']
+  assert totals[1] == 0 and totals[0] == totals[2] > 0
+  assert out.state.client_work == 1
+
+
+def test_tff_builtin_builders_run_on_the_wrapped_model():
+  cd = _tiny_clients()
+  model_fn = tff_model.build_tff_model_fn(tiny.model_fn, cd.element_type_structure)
+  batched = [cd.create_tf_dataset_for_client(c).batch(16) for c in cd.client_ids]
+  fed_avg = tff.learning.algorithms.build_weighted_fed_avg(
+      model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=0.05))
+  state = fed_avg.initialize()
+  out = fed_avg.next(state, batched)
+  train = out.metrics['client_work']['train']
+  assert train['num_examples'] == 240 and np.isfinite(train['loss'])
+  evaluation = tff.learning.algorithms.build_fed_eval(model_fn)
+  eval_state = evaluation.set_model_weights(evaluation.initialize(),
+                                            fed_avg.get_model_weights(out.state))
+  eval_out = evaluation.next(eval_state, batched)
+  assert 0.0 <= eval_out.metrics['client_work']['eval']['current_round_metrics'][
+      'sparse_categorical_accuracy'] <= 1.0
+  fed_prox = tff.learning.algorithms.build_weighted_fed_prox(
+      model_fn, proximal_strength=0.01,
+      client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=0.05))
+  assert np.isfinite(fed_prox.next(fed_prox.initialize(), batched[:2]).metrics[
+      'client_work']['train']['loss'])
