@@ -35,12 +35,21 @@ if [[ ! -x "$venv/bin/python" ]]; then
   "$python_bin" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req"
-# Import check before stamping, so a broken install is retried next time.
-"$venv/bin/python" - <<'PY'
+# Import check before stamping, so a broken install is retried next time.  TFF prints a
+# harmless "Exception ignored ... ServiceManager.__del__" at exit: show output only on failure.
+check_log="$(mktemp)"
+if ! "$venv/bin/python" - >"$check_log" 2>&1 <<'PY'
 import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf, tensorflow_federated as tff  # noqa: F401
 assert tf.__version__.startswith("2.14"), tf.__version__
 PY
+then
+  cat "$check_log" >&2
+  rm -f "$check_log"
+  echo "setup.sh: the installed environment does not import (see above)" >&2
+  exit 1
+fi
+rm -f "$check_log"
 echo "$want" > "$stamp"
 echo "setup.sh: environment ready" >&2

@@ -183,13 +183,31 @@ def summarise(rows: list, columns: tuple, config_dict: dict) -> dict:
   }
 
 
+def process_key(config: config_lib.ExperimentConfig) -> str:
+  """Runs whose configurations share this key can share one built process."""
+  fields = dataclasses.replace(config, federation=config_lib.FederationConfig(
+      rounds=config.federation.rounds), data_dir=None)
+  return json.dumps(fields.to_dict(), sort_keys=True)
+
+
 def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
                    overwrite: bool = False, resume: bool = False,
-                   log: Callable[[str], None] = print) -> ExperimentResult:
+                   log: Callable[[str], None] = print,
+                   process_cache: dict | None = None) -> ExperimentResult:
   """Trains `config.algorithm` for `config.federation.rounds` rounds, evaluating every round.
 
   The TFF execution context must be configured by the caller
   (`programs.runtime.configure_execution_context`).
+
+  Args:
+    config: the experiment.
+    output_dir: where results go; see the module docstring.
+    overwrite: replace an existing, non-empty output_dir.
+    resume: continue the run in output_dir from its checkpoint (a finished run is
+      only re-summarised).
+    log: receives the progress lines.
+    process_cache: optional dict shared between calls: runs that differ only in
+      seed, client count or data split reuse one traced TFF process.
   """
   config.validate(registry.DATASET_NAMES)
   fed = config.federation
@@ -219,9 +237,15 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   model_fn = make_model_fn(data.modality_names, data.input_shapes, len(data.class_names),
                            config.model)
   started = time.time()
-  process = processes.build_process_for_algorithm(
-      config.algorithm, model_fn, data.client_data.element_type_structure,
-      objective=config.objective, training=training)
+  key = process_key(config)
+  if process_cache is not None and key in process_cache:
+    process = process_cache[key]
+  else:
+    process = processes.build_process_for_algorithm(
+        config.algorithm, model_fn, data.client_data.element_type_structure,
+        objective=config.objective, training=training)
+    if process_cache is not None:
+      process_cache[key] = process
   # Client datasets are built once and reused every round.
   client_datasets = {c: data.client_data.create_tf_dataset_for_client(c) for c in client_ids}
   test_batches = data.test.batch(config.eval_batch_size)

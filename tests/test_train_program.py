@@ -1,0 +1,147 @@
+"""End to end: the experiment driver, the train program, its outputs and its errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from fedcmi_tff import config as config_lib
+from fedcmi_tff import train
+from fedcmi_tff.programs import experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHANCE = 1.0 / 6.0
+
+FAST = config_lib.ExperimentConfig(
+    federation=config_lib.FederationConfig(num_clients=6, clients_per_round=3, rounds=3,
+                                           seed=7),
+    training=config_lib.LocalTrainingConfig(learning_rate=0.02, min_learning_rate=0.02,
+                                            local_epochs=1))
+
+
+@pytest.fixture(scope='module')
+def cache():
+  return {}
+
+
+def _quiet(_):
+  pass
+
+
+def _read(path):
+  with open(path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
+def _accuracies(rows):
+  return [{k: v for k, v in r.items() if k.startswith('acc_') or k == 'train_loss'}
+          for r in rows]
+
+
+def test_fedcmi_learns_well_above_chance(tmp_path, cache):
+  config = config_lib.ExperimentConfig(
+      federation=config_lib.FederationConfig(num_clients=10, clients_per_round=5, rounds=8),
+      training=config_lib.LocalTrainingConfig(learning_rate=0.02, min_learning_rate=0.02))
+  result = experiment.run_experiment(config, str(tmp_path / 'run'), log=_quiet,
+                                     process_cache=cache)
+  first, best = result.rows[0], result.summary['best']
+  assert best['acc_fused'] > 3.5 * CHANCE  # > 0.58
+  assert best['acc_fused'] > first['acc_fused'] + 0.2
+  assert result.summary['best_per_column']['acc_visual_path'] > 2 * CHANCE
+  # Infiltration ran from round 2 on (warm-up 1), mostly with audio teaching.
+  assert result.rows[0]['a_teaches_fraction'] == 0.0
+  assert max(r['a_teaches_fraction'] for r in result.rows[1:]) > 0.5
+
+
+def test_outputs_and_same_seed_gives_identical_metrics(tmp_path, cache):
+  one = experiment.run_experiment(FAST, str(tmp_path / 'one'), log=_quiet, process_cache=cache)
+  two = experiment.run_experiment(FAST, str(tmp_path / 'two'), log=_quiet, process_cache=cache)
+  rows_one = _read(tmp_path / 'one' / 'metrics.csv')
+  assert [int(r['round']) for r in rows_one] == [1, 2, 3]
+  for column in ('acc_fused', 'acc_audio_path', 'acc_visual_path', 'acc_audio_zero',
+                 'acc_visual_zero', 'acc_macro', 'acc_worst_class'):
+    assert column in rows_one[0]
+  assert _accuracies(rows_one) == _accuracies(_read(tmp_path / 'two' / 'metrics.csv'))
+  summary = json.loads((tmp_path / 'one' / 'summary.json').read_text())
+  assert summary['final'] == one.summary['final'] == two.summary['final']
+  assert summary['config']['federation']['seed'] == 7
+  assert summary['final_round'] == 3 and 1 <= summary['best_round'] <= 3
+  assert summary['best']['acc_fused'] == max(float(r['acc_fused']) for r in rows_one)
+  per_class = _read(tmp_path / 'one' / 'per_class.csv')
+  assert len(per_class) == 3 * 5 and set(per_class[0]) >= {'round', 'path', 'class_0'}
+  assert any(f.startswith('events.out.tfevents')
+             for f in os.listdir(tmp_path / 'one' / 'tensorboard'))
+  other_seed = experiment.run_experiment(
+      FAST.__class__(**{**FAST.__dict__, 'federation': config_lib.FederationConfig(
+          num_clients=6, clients_per_round=3, rounds=3, seed=8)}),
+      str(tmp_path / 'three'), log=_quiet, process_cache=cache)
+  assert other_seed.summary['final'] != one.summary['final']
+
+
+def test_existing_output_is_protected_and_resume_continues_exactly(tmp_path, cache):
+  import dataclasses
+  full = experiment.run_experiment(FAST, str(tmp_path / 'full'), log=_quiet, process_cache=cache)
+  short = dataclasses.replace(FAST, federation=dataclasses.replace(FAST.federation, rounds=2))
+  experiment.run_experiment(short, str(tmp_path / 'part'), log=_quiet, process_cache=cache)
+  before = (tmp_path / 'part' / 'metrics.csv').read_text()
+  with pytest.raises(experiment.OutputDirectoryError, match='--resume'):
+    experiment.run_experiment(short, str(tmp_path / 'part'), log=_quiet, process_cache=cache)
+  assert (tmp_path / 'part' / 'metrics.csv').read_text() == before
+  changed = dataclasses.replace(short, objective=dataclasses.replace(
+      short.objective, distillation_weight=2.0))
+  with pytest.raises(experiment.OutputDirectoryError, match='differs'):
+    experiment.run_experiment(changed, str(tmp_path / 'part'), resume=True, log=_quiet,
+                              process_cache=cache)
+  resumed = experiment.run_experiment(FAST, str(tmp_path / 'part'), resume=True, log=_quiet,
+                                      process_cache=cache)
+  assert [r['round'] for r in resumed.rows] == [1, 2, 3]
+  assert _accuracies(_read(tmp_path / 'part' / 'metrics.csv')) == _accuracies(
+      _read(tmp_path / 'full' / 'metrics.csv'))
+  assert resumed.summary['final'] == full.summary['final']
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--dataset=cifar'], 'unknown dataset'),
+    (['--algorithm=fedsgd'], 'unknown algorithm'),
+    (['--multi_ratio=1.5'], 'multi_ratio must be in [0, 1]'),
+    (['--clients_per_round=11', '--num_clients=10'], 'clients_per_round (11) must be <='),
+    (['--rounds=0'], 'rounds must be > 0'),
+])
+def test_bad_flags_stop_with_one_line_before_training(tmp_path, capsys, args, message):
+  out = tmp_path / 'never'
+  with flagsaver.flagsaver():
+    flags.FLAGS(['train', f'--output_dir={out}'] + args)
+    assert train.main(['train']) == 2
+  err = capsys.readouterr().err.strip()
+  assert message in err and len(err.splitlines()) == 1
+  assert not out.exists()
+
+
+def _worker_pids():
+  pids = set()
+  for p in psutil.process_iter(['cmdline']):
+    if 'worker_binary' in ' '.join(p.info['cmdline'] or []):
+      pids.add(p.pid)
+  return pids
+
+
+def test_program_exits_cleanly_without_orphan_worker(tmp_path):
+  before = _worker_pids()
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+  # stdout is a pipe: an orphaned worker holding it would make communicate() time out.
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'fedcmi_tff.train', '--rounds=1', '--num_clients=2',
+       '--clients_per_round=2', '--local_epochs=1', f'--output_dir={tmp_path / "run"}'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, out
+  assert 'round   1/1' in out and 'train: done' in out
+  time.sleep(1.0)
+  assert _worker_pids() <= before
