@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcmi_tff import config as config_lib
 from fedcmi_tff.data import client_data
 from fedcmi_tff.data import modalities
 from fedcmi_tff.data import synthetic_av

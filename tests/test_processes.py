@@ -1,7 +1,5 @@
 """TFF wiring: type signatures, masked group aggregation, and TFF's own builders."""
 
-import collections
-
 import numpy as np
 import pytest
 import tensorflow as tf

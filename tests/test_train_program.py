@@ -1,6 +1,7 @@
 """End to end: the experiment driver, the train program, its outputs and its errors."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -79,14 +80,12 @@ def test_outputs_and_same_seed_gives_identical_metrics(tmp_path, cache):
   assert any(f.startswith('events.out.tfevents')
              for f in os.listdir(tmp_path / 'one' / 'tensorboard'))
   other_seed = experiment.run_experiment(
-      FAST.__class__(**{**FAST.__dict__, 'federation': config_lib.FederationConfig(
-          num_clients=6, clients_per_round=3, rounds=3, seed=8)}),
+      dataclasses.replace(FAST, federation=dataclasses.replace(FAST.federation, seed=8)),
       str(tmp_path / 'three'), log=_quiet, process_cache=cache)
   assert other_seed.summary['final'] != one.summary['final']
 
 
 def test_existing_output_is_protected_and_resume_continues_exactly(tmp_path, cache):
-  import dataclasses
   full = experiment.run_experiment(FAST, str(tmp_path / 'full'), log=_quiet, process_cache=cache)
   short = dataclasses.replace(FAST, federation=dataclasses.replace(FAST.federation, rounds=2))
   experiment.run_experiment(short, str(tmp_path / 'part'), log=_quiet, process_cache=cache)

@@ -33,9 +33,6 @@ from fedcmi_tff.learning import evaluation
 from fedcmi_tff.learning import processes
 from fedcmi_tff.models import fedcmi_model
 
-SUMMARY_COLUMNS_FIXED = ('acc_fused', 'acc_macro', 'acc_worst_class', 'acc_class_spread')
-
-
 class OutputDirectoryError(Exception):
   """The output directory holds results that would be overwritten."""
 
