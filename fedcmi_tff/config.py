@@ -28,6 +28,14 @@ class TemperatureMode(str, enum.Enum):
   CONSTANT = 'constant'  # tau_c = 1 for every class (the no-CWT ablation).
 
 
+class Modulation(str, enum.Enum):
+  """Centralised modality-imbalance method applied inside fused-only local training."""
+
+  NONE = 'none'
+  OGM_GE = 'ogm_ge'  # gradient modulation + generalisation enhancement (CVPR 2022)
+  PMR = 'pmr'  # prototypical modality rebalance (CVPR 2023)
+
+
 @dataclasses.dataclass(frozen=True)
 class LocalTrainingConfig:
   """Client optimisation: SGD with momentum and coupled L2 decay, reset each round."""
@@ -71,6 +79,12 @@ class ObjectiveConfig:
   warmup_rounds: int = 1
   # mu: gradient of (mu/2)||w - w_global||^2 added to every parameter with a gradient.
   proximal_strength: float = 0.0
+  # Fused-only objective: OGM-GE or PMR on multimodal clients in rounds
+  # [modulation_start_round, modulation_end_round], with strength alpha.
+  modulation: Modulation = Modulation.NONE
+  modulation_strength: float = 1.0
+  modulation_start_round: int = 0
+  modulation_end_round: int = 70
 
   def validate(self) -> None:
     _check(self.distillation_weight >= 0, 'distillation_weight must be >= 0')
@@ -78,6 +92,9 @@ class ObjectiveConfig:
     _check(self.temperature_sharpness >= 0, 'temperature_sharpness must be >= 0')
     _check(self.warmup_rounds >= 0, 'warmup_rounds must be >= 0')
     _check(self.proximal_strength >= 0, 'proximal_strength must be >= 0')
+    _check(self.modulation_strength >= 0, 'modulation_strength must be >= 0')
+    _check(self.modulation is Modulation.NONE or self.objective is Objective.FUSED_ONLY,
+           'OGM-GE / PMR modulation applies to the fused-only objective (FedAvg)')
 
   @property
   def uses_infiltration(self) -> bool:
@@ -139,7 +156,7 @@ def _check(condition: bool, message: str) -> None:
     raise ValueError(message)
 
 
-ALGORITHMS = ('fedcmi', 'fedavg', 'fedprox')
+ALGORITHMS = ('fedcmi', 'fedavg', 'fedprox', 'fedavg_ogm_ge', 'fedavg_pmr')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fedcmi_tff.data import synthetic_av
 
 DATASET_NAMES = ('synthetic_av',)
+# Modality slot names of each dataset, known without loading it.
+DATASET_MODALITIES = {'synthetic_av': synthetic_av.MODALITY_NAMES}
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,

@@ -16,6 +16,9 @@ unit tests call directly.  It implements ALGORITHM.md section 3:
 
 The fused-only objective (FedAvg / FedProx) shares everything but the loss:
 CE(fused) on multimodal clients and CE on the zero-filled path on unimodal ones.
+With `objective.modulation` it becomes FedAvg + OGM-GE or FedAvg + PMR: the
+centralised modality-imbalance method runs on multimodal clients inside their
+local training (losses/modulation.py), as in the FedCMI authors' baselines.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import tensorflow as tf
 from fedcmi_tff import config as config_lib
 from fedcmi_tff.data import modalities
 from fedcmi_tff.losses import distillation
+from fedcmi_tff.losses import modulation as modulation_lib
 from fedcmi_tff.losses import proximal
 from fedcmi_tff.losses import schedule
 from fedcmi_tff.models import fedcmi_model
@@ -128,6 +132,29 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
              for v in variables]
   fedcmi = objective.objective is config_lib.Objective.FEDCMI
   class_wise = objective.temperature_mode is config_lib.TemperatureMode.CLASS_WISE
+  ogm = objective.modulation is config_lib.Modulation.OGM_GE
+  pmr = objective.modulation is config_lib.Modulation.PMR
+  roles = model.variable_roles()
+  # OGM-GE modulates the convolution kernels of each encoder.
+  ogm_slot = [0 if (r == 'encoder_a' and len(v.shape) == 4) else
+              1 if (r == 'encoder_b' and len(v.shape) == 4) else -1
+              for r, v in zip(roles, variables)]
+  feature_dim = model.feature_dim
+  no_modulation = (tf.constant(1.0), tf.constant(1.0), tf.constant(False))
+
+  def class_prototypes(batches):
+    """Per-class mean encoder features of each modality, model in eval mode (PMR)."""
+
+    def accumulate(sums, batch):
+      out = model.multimodal(batch['x'], training=False)
+      part = modulation_lib.prototype_sums(out.feature_a, out.feature_b, batch['y'],
+                                           num_classes)
+      return tf.nest.map_structure(tf.add, sums, part)
+
+    zeros = tf.zeros([num_classes, feature_dim])
+    sums = batches.reduce(modulation_lib.PrototypeSums(zeros, zeros, tf.zeros([num_classes])),
+                          accumulate)
+    return modulation_lib.prototypes_from_sums(sums)
 
   def class_temperatures(batches):
     """Temperature tables from one eval-mode pass over the local data."""
@@ -144,15 +171,29 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
         tf.math.divide_no_nan(sums.sum_a, sums.count),
         tf.math.divide_no_nan(sums.sum_b, sums.count), objective.temperature_sharpness)
 
-  def multimodal_loss(x, y, warm, temps):
+  def multimodal_loss(x, y, warm, temps, modulating, prototypes):
     out = model.multimodal(x, training=True)
     if not fedcmi:
-      return _cross_entropy(y, out.fused), tf.constant(0.0), CASE_MULTIMODAL
+      loss = _cross_entropy(y, out.fused)
+      if ogm:
+        k_a, k_b = modulation_lib.ogm_coefficients(
+            out.embedding_a, out.embedding_b, model.fusion.kernel, model.fusion.bias, y,
+            objective.modulation_strength)
+        return loss, tf.constant(0.0), CASE_MULTIMODAL, (k_a, k_b, modulating)
+      if pmr:
+        logits_a = modulation_lib.prototype_logits(out.feature_a, prototypes[0])
+        logits_b = modulation_lib.prototype_logits(out.feature_b, prototypes[1])
+        beta_a, beta_b = modulation_lib.pmr_coefficients(logits_a, logits_b, y,
+                                                         objective.modulation_strength)
+        prototype_loss = (beta_a * _cross_entropy(y, logits_a) +
+                          beta_b * _cross_entropy(y, logits_b))
+        loss += tf.where(modulating, prototype_loss, 0.0)
+      return loss, tf.constant(0.0), CASE_MULTIMODAL, no_modulation
     loss = (_cross_entropy(y, out.fused) +
             objective.self_head_weight * (_cross_entropy(y, out.self_a) +
                                           _cross_entropy(y, out.self_b)))
     if not objective.uses_infiltration:
-      return loss, tf.constant(0.0), CASE_MULTIMODAL
+      return loss, tf.constant(0.0), CASE_MULTIMODAL, no_modulation
 
     def infiltration():
       target = teacher.multimodal(x, training=False)
@@ -170,15 +211,15 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
 
     inf_loss, case = tf.cond(warm, infiltration,
                              lambda: (tf.constant(0.0), tf.constant(CASE_MULTIMODAL)))
-    return loss + objective.distillation_weight * inf_loss, inf_loss, case
+    return loss + objective.distillation_weight * inf_loss, inf_loss, case, no_modulation
 
   def only_a_loss(x, y):
     logits = model.only_a(x, training=True) if fedcmi else model.zero_filled_a(x, training=True)
-    return _cross_entropy(y, logits), tf.constant(0.0), CASE_ONLY_A
+    return _cross_entropy(y, logits), tf.constant(0.0), CASE_ONLY_A, no_modulation
 
   def only_b_loss(x, y):
     logits = model.only_b(x, training=True) if fedcmi else model.zero_filled_b(x, training=True)
-    return _cross_entropy(y, logits), tf.constant(0.0), CASE_ONLY_B
+    return _cross_entropy(y, logits), tf.constant(0.0), CASE_ONLY_B, no_modulation
 
   @tf.function
   def client_update(initial_weights, dataset, round_num):
@@ -210,6 +251,14 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
                       lambda: distillation.ClassTemperatures(ones, ones, ones, tf.constant(1.0)))
     else:
       temps = distillation.ClassTemperatures(ones, ones, ones, tf.constant(1.0))
+    modulating = ((round_num >= objective.modulation_start_round) &
+                  (round_num <= objective.modulation_end_round) & is_multimodal)
+    no_prototypes = tf.zeros([num_classes, feature_dim])
+    if pmr:
+      prototypes = tf.cond(modulating, lambda: class_prototypes(batches),
+                           lambda: (no_prototypes, no_prototypes))
+    else:
+      prototypes = (no_prototypes, no_prototypes)
 
     learning_rate = schedule.learning_rate_for_round(
         round_num, training.learning_rate, training.min_learning_rate,
@@ -227,14 +276,21 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
       x, y = batch['x'], batch['y']
       kind = client_kind_of_batch(x[modalities.MODALITY_MASK_KEY])
       with tf.GradientTape() as tape:
-        loss, inf_loss, case = tf.switch_case(kind, [
-            lambda: multimodal_loss(x, y, warm, temps),
+        loss, inf_loss, case, (k_a, k_b, modulate) = tf.switch_case(kind, [
+            lambda: multimodal_loss(x, y, warm, temps, modulating, prototypes),
             lambda: only_a_loss(x, y),
             lambda: only_b_loss(x, y)])
       grads = tape.gradient(loss, variables)
       stepped = tf.unstack(tf.gather(activity, case))
-      for v, g, m, w0, on in zip(variables, grads, momenta, initial_trainable, stepped):
+      step = tf.cast(totals['num_batches'], tf.int32)
+      for i, (v, g, m, w0, on) in enumerate(zip(variables, grads, momenta, initial_trainable,
+                                                stepped)):
         g = tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+        if ogm and ogm_slot[i] >= 0:
+          seed = tf.stack([round_num * 1_000_003 + step, i])
+          k = k_a if ogm_slot[i] == 0 else k_b
+          g = tf.cond(modulate, lambda g=g, k=k, seed=seed: modulation_lib.modulated_gradient(
+              g, k, seed), lambda g=g: g)
         g = g + training.weight_decay * v
         if objective.proximal_strength > 0:
           g = g + proximal.proximal_gradient(v, w0, objective.proximal_strength)

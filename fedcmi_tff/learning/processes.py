@@ -213,17 +213,22 @@ def build_fedcmi(model_fn: Callable, element_spec, *,
 
 
 def build_fedavg(model_fn: Callable, element_spec, *, proximal_strength: float = 0.0,
+                 modulation: config_lib.Modulation = config_lib.Modulation.NONE,
+                 modulation_strength: float = 1.0, modulation_rounds: tuple = (0, 70),
                  training: config_lib.LocalTrainingConfig = config_lib.LocalTrainingConfig()
                  ) -> tff.learning.templates.LearningProcess:
-  """FedAvg (or FedProx with proximal_strength > 0) on the same model and server.
+  """FedAvg on the same model and server; FedProx with proximal_strength > 0.
 
   Clients minimise CE of the fused logits; unimodal clients zero-fill the missing
   slot.  Aggregation is the same modality-masked group mean as FedCMI's, as in
-  the authors' multimodal FedAvg baseline.
+  the authors' multimodal FedAvg baseline.  `modulation` adds OGM-GE or PMR to the
+  multimodal clients' local training in rounds modulation_rounds[0]..[1].
   """
-  objective = config_lib.ObjectiveConfig(objective=config_lib.Objective.FUSED_ONLY,
-                                         distillation_weight=0.0, self_head_weight=0.0,
-                                         proximal_strength=proximal_strength)
+  objective = config_lib.ObjectiveConfig(
+      objective=config_lib.Objective.FUSED_ONLY, distillation_weight=0.0, self_head_weight=0.0,
+      proximal_strength=proximal_strength, modulation=modulation,
+      modulation_strength=modulation_strength, modulation_start_round=modulation_rounds[0],
+      modulation_end_round=modulation_rounds[1])
   return build_multimodal_process(model_fn, element_spec, objective=objective,
                                   training=training)
 
@@ -232,7 +237,11 @@ def build_process_for_algorithm(algorithm: str, model_fn: Callable, element_spec
                                 objective: config_lib.ObjectiveConfig,
                                 training: config_lib.LocalTrainingConfig
                                 ) -> tff.learning.templates.LearningProcess:
-  """'fedcmi', 'fedavg' or 'fedprox' (FedProx uses objective.proximal_strength)."""
+  """One of config.ALGORITHMS.
+
+  FedProx uses objective.proximal_strength; FedAvg + OGM-GE / PMR use
+  objective.modulation_strength and the modulation rounds.
+  """
   if algorithm == 'fedcmi':
     return build_fedcmi(model_fn, element_spec, objective=objective, training=training)
   if algorithm == 'fedavg':
@@ -240,5 +249,12 @@ def build_process_for_algorithm(algorithm: str, model_fn: Callable, element_spec
   if algorithm == 'fedprox':
     return build_fedavg(model_fn, element_spec, training=training,
                         proximal_strength=objective.proximal_strength)
+  modulations = {'fedavg_ogm_ge': config_lib.Modulation.OGM_GE,
+                 'fedavg_pmr': config_lib.Modulation.PMR}
+  if algorithm in modulations:
+    return build_fedavg(
+        model_fn, element_spec, training=training, modulation=modulations[algorithm],
+        modulation_strength=objective.modulation_strength,
+        modulation_rounds=(objective.modulation_start_round, objective.modulation_end_round))
   raise ValueError(f'unknown algorithm {algorithm!r}; expected one of '
                    f'{", ".join(config_lib.ALGORITHMS)}')

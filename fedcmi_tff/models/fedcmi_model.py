@@ -42,6 +42,10 @@ class MultimodalOutputs(NamedTuple):
   infil_a: tf.Tensor  # C_a(z_ab): slot a's infiltration logits through a's head
   infil_b: tf.Tensor  # C_b(z_ba)
   self_b: tf.Tensor  # C_b(z_bb)
+  embedding_a: tf.Tensor  # z_aa, slot a's input to the fusion layer
+  embedding_b: tf.Tensor  # z_bb
+  feature_a: tf.Tensor  # f_a = E_a(x_a)
+  feature_b: tf.Tensor  # f_b
 
 
 def _dense(units, name):
@@ -120,7 +124,8 @@ class DecomposedModel(tf.keras.Model):
     return MultimodalOutputs(
         fused=self._fuse(z_aa, z_bb),
         self_a=self.classifier_a(z_aa), infil_a=self.classifier_a(z_ab),
-        infil_b=self.classifier_b(z_ba), self_b=self.classifier_b(z_bb))
+        infil_b=self.classifier_b(z_ba), self_b=self.classifier_b(z_bb),
+        embedding_a=z_aa, embedding_b=z_bb, feature_a=f_a, feature_b=f_b)
 
   def only_a(self, x, training=False) -> tf.Tensor:
     """Fused logits of an a-only client: F([z_aa ; z_ab])."""

@@ -98,10 +98,7 @@ def _prepare_output_dir(output_dir: str, config_dict: dict, overwrite: bool, res
       raise OutputDirectoryError(f'{output_dir}: cannot resume, no config.json there')
     with open(config_path) as f:
       saved = json.load(f)
-    ignore = {'rounds', 'total_rounds'}
-    def strip(d):
-      return {k: (strip(v) if isinstance(v, dict) else v) for k, v in d.items() if k not in ignore}
-    if strip(saved) != strip(json.loads(json.dumps(config_dict))):
+    if _without_rounds(saved) != _without_rounds(json.loads(json.dumps(config_dict))):
       raise OutputDirectoryError(
           f'{output_dir}/config.json differs from this run\'s configuration; '
           'resume only with the same flags (the round count may grow)')
@@ -185,6 +182,32 @@ def process_key(config: config_lib.ExperimentConfig) -> str:
   fields = dataclasses.replace(config, federation=config_lib.FederationConfig(
       rounds=config.federation.rounds), data_dir=None)
   return json.dumps(fields.to_dict(), sort_keys=True)
+
+
+def finished_summary(config: config_lib.ExperimentConfig, output_dir: str) -> dict | None:
+  """The summary of a finished run of exactly `config` in output_dir, else None.
+
+  Raises:
+    OutputDirectoryError: output_dir holds a run of a different configuration.
+  """
+  path = os.path.join(output_dir, 'summary.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    summary = json.load(f)
+  config = dataclasses.replace(config, training=dataclasses.replace(
+      config.training, total_rounds=config.federation.rounds))
+  wanted = json.loads(json.dumps(config.to_dict()))
+  if summary.get('config') != wanted:
+    if _without_rounds(summary.get('config', {})) != _without_rounds(wanted):
+      raise OutputDirectoryError(f'{output_dir} holds a run of a different configuration')
+    return None  # same run, other round count: resume it
+  return summary if summary.get('rounds_completed') == config.federation.rounds else None
+
+
+def _without_rounds(d: dict) -> dict:
+  return {k: (_without_rounds(v) if isinstance(v, dict) else v) for k, v in d.items()
+          if k not in ('rounds', 'total_rounds')}
 
 
 def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,

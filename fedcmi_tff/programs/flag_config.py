@@ -77,6 +77,15 @@ WARMUP_ROUNDS = flags.DEFINE_integer('warmup_rounds', _O.warmup_rounds,
 PROXIMAL_STRENGTH = flags.DEFINE_float('proximal_strength', _O.proximal_strength,
                                        'mu of the proximal term (FedCMI, FedProx).')
 
+# OGM-GE / PMR (algorithms fedavg_ogm_ge, fedavg_pmr).
+MODULATION_STRENGTH = flags.DEFINE_float('modulation_strength', _O.modulation_strength,
+                                         'alpha of OGM-GE / PMR.')
+MODULATION_START_ROUND = flags.DEFINE_integer('modulation_start_round',
+                                              _O.modulation_start_round,
+                                              'First round of OGM-GE / PMR modulation.')
+MODULATION_END_ROUND = flags.DEFINE_integer('modulation_end_round', _O.modulation_end_round,
+                                            'Last round of OGM-GE / PMR modulation.')
+
 # Runtime.
 WORKERS = flags.DEFINE_list('workers', [], 'host:port of running TFF worker_binary services; '
                             'empty starts a local worker.')
@@ -111,6 +120,9 @@ def experiment_config(**overrides) -> config_lib.ExperimentConfig:
           distillation_weight=DISTILLATION_WEIGHT.value, self_head_weight=SELF_HEAD_WEIGHT.value,
           temperature_sharpness=TEMPERATURE_SHARPNESS.value, temperature_mode=temperature_mode,
           direction_consistent_temperature=DIRECTION_CONSISTENT.value,
-          warmup_rounds=WARMUP_ROUNDS.value, proximal_strength=PROXIMAL_STRENGTH.value),
+          warmup_rounds=WARMUP_ROUNDS.value, proximal_strength=PROXIMAL_STRENGTH.value,
+          modulation_strength=MODULATION_STRENGTH.value,
+          modulation_start_round=MODULATION_START_ROUND.value,
+          modulation_end_round=MODULATION_END_ROUND.value),
       eval_batch_size=EVAL_BATCH_SIZE.value)
   return dataclasses.replace(config, **overrides)
