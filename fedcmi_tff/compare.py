@@ -77,14 +77,19 @@ def main(argv):
       run_dir = os.path.join(out_dir, method, f'seed_{config.federation.seed}')
       print(f'compare: run {i + 1}/{len(runs)}: {method}, seed {config.federation.seed} '
             f'({time.time() - started:.0f}s elapsed)', flush=True)
-      result = experiment.run_experiment(config, run_dir, resume=True, process_cache=cache,
-                                         log=lambda line: print('  ' + line, flush=True))
-      names = result.summary['modality_names']
+      summary = experiment.finished_summary(config, run_dir)
+      if summary is None:
+        summary = experiment.run_experiment(
+            config, run_dir, resume=True, process_cache=cache,
+            log=lambda line: print('  ' + line, flush=True)).summary
+      else:
+        print('  finished earlier; reusing its summary.json', flush=True)
+      names = summary['modality_names']
       record = {'method': method, 'algorithm': config.algorithm,
                 'seed': config.federation.seed}
-      record.update(result.summary['final'])
+      record.update(summary['final'])
       for m in names:
-        record[f'acc_{m}_unimodal'] = result.summary['final'][
+        record[f'acc_{m}_unimodal'] = summary['final'][
             comparison.unimodal_path_column(config.algorithm, m)]
       records.append(record)
   except experiment.OutputDirectoryError as e:
@@ -116,8 +121,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # Under `bazel run` the program starts in its runfiles tree: resolve --flagfile and
-  # --output_dir against the directory the user ran bazel from, as `python -m` would.
-  if os.environ.get('BUILD_WORKING_DIRECTORY'):
-    os.chdir(os.environ['BUILD_WORKING_DIRECTORY'])
-  app.run(main)
+  runtime.run_program(main)

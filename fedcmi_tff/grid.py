@@ -133,6 +133,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  if os.environ.get('BUILD_WORKING_DIRECTORY'):
-    os.chdir(os.environ['BUILD_WORKING_DIRECTORY'])
-  app.run(main)
+  runtime.run_program(main)

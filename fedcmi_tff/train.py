@@ -51,8 +51,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # Under `bazel run` the program starts in its runfiles tree: resolve --flagfile and
-  # --output_dir against the directory the user ran bazel from, as `python -m` would.
-  if os.environ.get('BUILD_WORKING_DIRECTORY'):
-    os.chdir(os.environ['BUILD_WORKING_DIRECTORY'])
-  app.run(main)
+  runtime.run_program(main)

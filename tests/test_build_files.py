@@ -31,6 +31,17 @@ def test_missing_library_target_is_reported(tmp_path):
       'fedcmi_tff/losses/proximal.py has no target in fedcmi_tff/losses/BUILD']
 
 
+def test_missing_program_target_is_reported(tmp_path):
+  root = _copy_tree(tmp_path)
+  build = root / 'fedcmi_tff' / 'BUILD'
+  text = build.read_text()
+  start = text.index('py_program(\n    name = "grid",')
+  end = text.index(')\n', text.index('deps = _TRAIN_DEPS + [', start)) + 2
+  build.write_text(text[:start] + text[end:])
+  assert build_check.find_drift(str(root)) == [
+      'fedcmi_tff/grid.py has no target in fedcmi_tff/BUILD']
+
+
 def test_missing_test_target_and_missing_build_file_are_reported(tmp_path):
   root = _copy_tree(tmp_path)
   (root / 'tests' / 'test_new_feature.py').write_text('def test_x():\n  assert 1\n')

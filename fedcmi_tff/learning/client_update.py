@@ -127,14 +127,14 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
     raise ValueError('the infiltration loss needs a teacher model')
   num_classes = model.num_classes
   variables = model.trainable_variables
-  activity = tf.constant(activity_matrix(objective.objective, model.variable_roles()))
+  roles = model.variable_roles()
+  activity = tf.constant(activity_matrix(objective.objective, roles))
   momenta = [tf.Variable(tf.zeros_like(v), trainable=False, name='momentum')
              for v in variables]
   fedcmi = objective.objective is config_lib.Objective.FEDCMI
   class_wise = objective.temperature_mode is config_lib.TemperatureMode.CLASS_WISE
   ogm = objective.modulation is config_lib.Modulation.OGM_GE
   pmr = objective.modulation is config_lib.Modulation.PMR
-  roles = model.variable_roles()
   # OGM-GE modulates the convolution kernels of each encoder.
   ogm_slot = [0 if (r == 'encoder_a' and len(v.shape) == 4) else
               1 if (r == 'encoder_b' and len(v.shape) == 4) else -1
@@ -142,34 +142,33 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
   feature_dim = model.feature_dim
   no_modulation = (tf.constant(1.0), tf.constant(1.0), tf.constant(False))
 
-  def class_prototypes(batches):
-    """Per-class mean encoder features of each modality, model in eval mode (PMR)."""
+  def eval_pass(batches, initial, batch_sums):
+    """Adds batch_sums(outputs, labels) over one eval-mode pass of the local data."""
 
     def accumulate(sums, batch):
-      out = model.multimodal(batch['x'], training=False)
-      part = modulation_lib.prototype_sums(out.feature_a, out.feature_b, batch['y'],
-                                           num_classes)
+      part = batch_sums(model.multimodal(batch['x'], training=False), batch['y'])
       return tf.nest.map_structure(tf.add, sums, part)
 
-    zeros = tf.zeros([num_classes, feature_dim])
-    sums = batches.reduce(modulation_lib.PrototypeSums(zeros, zeros, tf.zeros([num_classes])),
-                          accumulate)
-    return modulation_lib.prototypes_from_sums(sums)
+    return batches.reduce(initial, accumulate)
 
   def class_temperatures(batches):
-    """Temperature tables from one eval-mode pass over the local data."""
-
-    def accumulate(sums, batch):
-      out = model.multimodal(batch['x'], training=False)
-      part = distillation.class_probability_sums(out.self_a, out.self_b, batch['y'],
-                                                 num_classes)
-      return tf.nest.map_structure(tf.add, sums, part)
-
+    """Class-wise temperature tables (FedCMI)."""
     zeros = tf.zeros([num_classes])
-    sums = batches.reduce(distillation.ClassProbabilitySums(zeros, zeros, zeros), accumulate)
+    sums = eval_pass(batches, distillation.ClassProbabilitySums(zeros, zeros, zeros),
+                     lambda out, y: distillation.class_probability_sums(
+                         out.self_a, out.self_b, y, num_classes))
     return distillation.class_wise_temperatures(
         tf.math.divide_no_nan(sums.sum_a, sums.count),
         tf.math.divide_no_nan(sums.sum_b, sums.count), objective.temperature_sharpness)
+
+  def class_prototypes(batches):
+    """Per-class mean encoder features of each modality (PMR)."""
+    zeros = tf.zeros([num_classes, feature_dim])
+    sums = eval_pass(batches, modulation_lib.PrototypeSums(zeros, zeros,
+                                                           tf.zeros([num_classes])),
+                     lambda out, y: modulation_lib.prototype_sums(
+                         out.feature_a, out.feature_b, y, num_classes))
+    return modulation_lib.prototypes_from_sums(sums)
 
   def multimodal_loss(x, y, warm, temps, modulating, prototypes):
     out = model.multimodal(x, training=True)

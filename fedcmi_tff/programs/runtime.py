@@ -111,6 +111,18 @@ def configure_execution_context(workers: tuple = (), max_concurrent_clients: int
   return f'{len(workers)} remote workers (mergeable): {", ".join(workers)}'
 
 
+def run_program(main) -> None:
+  """absl's app.run(main), from the directory the user ran `bazel run` in.
+
+  Under `bazel run` a program starts in its runfiles tree; relative --flagfile and
+  --output_dir paths should resolve as they would with `python -m`.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+  if os.environ.get('BUILD_WORKING_DIRECTORY'):
+    os.chdir(os.environ['BUILD_WORKING_DIRECTORY'])
+  app.run(main)
+
+
 def wait_for_no_workers(timeout: float = 5.0) -> bool:
   """True once no worker child remains (used by tests)."""
   deadline = time.time() + timeout

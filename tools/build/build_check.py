@@ -1,7 +1,7 @@
 """Checks that the BUILD files and the Python sources describe the same code.
 
-Every .py file under fedcmi_tff/ must be in the `srcs` of a target in its own
-folder's BUILD file, every tests/test_*.py must be the `src` of a `pytest_test`
+Every .py file under fedcmi_tff/ must be in the `srcs` of a target (or be the
+`<name>.py` of a `py_program`) in its own folder's BUILD file, every tests/test_*.py must be the `src` of a `pytest_test`
 in tests/BUILD, and every other tests/*.py must be in some target's srcs.
 Usage: `build_check.py [repo root]`; exit status 1 and one line per problem on drift.
 """
@@ -25,6 +25,8 @@ def targets_in(build_text: str) -> dict:
       match = re.search(attr + r'\s*=\s*(\[[^\]]*\]|"[^"]*")', body)
       if match:
         files.extend(_STRINGS.findall(match.group(1)))
+    if rule == 'py_program':  # tools/build/program.bzl: the source is <name>.py
+      files.append(f'{name}.py')
     out[name] = (rule, [f for f in files if not f.startswith('//')])
   return out
 
