@@ -123,8 +123,10 @@ def main(argv):
     runtime.stop_worker_processes()
 
   finals, rounds, classes = report.load_runs(cells)
-  written = report.write_report(finals, rounds, classes, names, out_dir,
-                                experiment.write_atomically)
+  # Figures show the cell of the base --dirichlet_alpha / --multi_ratio when the grid has it.
+  written = report.write_report(
+      finals, rounds, classes, names, out_dir, experiment.write_atomically,
+      figure_cell=(_label(base.federation.dirichlet_alpha), _label(base.federation.multi_ratio)))
   with open(os.path.join(out_dir, 'report.md')) as f:
     print('\n' + f.read())
   print(f'grid: report written: {", ".join(os.path.basename(p) for p in written)} '

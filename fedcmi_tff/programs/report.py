@@ -74,11 +74,13 @@ def where_fedcmi_loses(table: pd.DataFrame, columns, labels) -> str:
 
 
 def write_report(finals: pd.DataFrame, rounds: pd.DataFrame, classes: pd.DataFrame,
-                 modality_names, out_dir: str, write) -> list:
+                 modality_names, out_dir: str, write, figure_cell: tuple | None = None) -> list:
   """Writes report.csv, report.md and the figures; returns the written paths.
 
   `write(path, text)` writes a text file atomically.  Partition-free methods
-  (unimodal, centralised) are shown in every (alpha, ratio) table.
+  (unimodal, centralised) are shown in every (alpha, ratio) table.  The per-round
+  and per-class figures show `figure_cell` = (alpha label, ratio label) when the
+  grid has it, else its first cell.
   """
   columns, labels = report_columns(modality_names)
   written = []
@@ -105,9 +107,12 @@ def write_report(finals: pd.DataFrame, rounds: pd.DataFrame, classes: pd.DataFra
         'zero-filled).\n\n' + '\n'.join(sections))
   written.append(path)
   if len(cells):
-    first = cells.iloc[0]
-    written += _figures(rounds, classes, finals, first['alpha'], first['ratio'], columns,
-                        labels, modality_names, out_dir)
+    chosen = (cells.iloc[0]['alpha'], cells.iloc[0]['ratio'])
+    if figure_cell is not None and any(
+        (a, r) == tuple(figure_cell) for a, r in zip(cells['alpha'], cells['ratio'])):
+      chosen = tuple(figure_cell)
+    written += _figures(rounds, classes, finals, chosen[0], chosen[1], columns, labels,
+                        modality_names, out_dir)
   return written
 
 
