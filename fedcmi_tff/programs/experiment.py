@@ -109,12 +109,7 @@ def _prepare_output_dir(output_dir: str, config_dict: dict, overwrite: bool, res
       start = int(data['round'])
       trainable = [data[f't{i}'] for i in range(int(data['num_trainable']))]
       non_trainable = [data[f'n{i}'] for i in range(int(data['num_non_trainable']))]
-    rows = []
-    metrics_path = os.path.join(output_dir, 'metrics.csv')
-    if os.path.exists(metrics_path):
-      with open(metrics_path, newline='') as f:
-        rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
-    rows = [r for r in rows if int(r['round']) <= start]
+    rows = _read_rows(os.path.join(output_dir, 'metrics.csv'), start)
     return start, (trainable, non_trainable), rows
   if existing and not overwrite:
     raise OutputDirectoryError(
@@ -124,6 +119,15 @@ def _prepare_output_dir(output_dir: str, config_dict: dict, overwrite: bool, res
     shutil.rmtree(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   return 0, None, []
+
+
+def _read_rows(path: str, last_round: int) -> list:
+  """Rows of a results CSV written by this module, up to and including last_round."""
+  if not last_round or not os.path.exists(path):
+    return []
+  with open(path, newline='') as f:
+    return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)
+            if int(r['round']) <= last_round]
 
 
 def _parse(value: str):
@@ -284,12 +288,8 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
 
   columns = summary_columns(data.modality_names)
   writer = tf.summary.create_file_writer(os.path.join(output_dir, 'tensorboard'))
-  per_class_rows = []
   per_class_path = os.path.join(output_dir, 'per_class.csv')
-  if start_round and os.path.exists(per_class_path):
-    with open(per_class_path, newline='') as f:
-      per_class_rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)
-                        if int(r['round']) <= start_round]
+  per_class_rows = _read_rows(per_class_path, start_round)
   for round_num in range(start_round, fed.rounds):
     round_start = time.time()
     selected = sample_clients(client_ids, fed.clients_per_round, fed.seed, round_num)
