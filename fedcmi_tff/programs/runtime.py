@@ -35,20 +35,48 @@ def _worker_children():
   return found
 
 
+def _has_exited(process) -> bool:
+  try:
+    return process.status() == psutil.STATUS_ZOMBIE
+  except psutil.NoSuchProcess:
+    return True
+
+
+def _wait_without_reaping(workers, timeout: float):
+  """Waits until each worker has exited; returns those still running.
+
+  The exited worker is left for TFF to reap: TFF's local `ServiceManager` holds
+  the `subprocess.Popen` and, on its next use, signals and waits on that pid
+  before starting a fresh worker.  Reaping it here (`psutil.wait_procs` does)
+  frees the pid, and TFF's `os.kill` then raises ProcessLookupError, so a
+  second computation in the same process would fail.
+  """
+  deadline = time.time() + timeout
+  alive = list(workers)
+  while alive and time.time() < deadline:
+    alive = [w for w in alive if not _has_exited(w)]
+    if alive:
+      time.sleep(0.05)
+  return alive
+
+
 def stop_worker_processes(timeout: float = 5.0) -> int:
-  """Stops the TFF worker processes this process started; returns how many."""
+  """Stops the TFF worker processes this process started; returns how many.
+
+  TFF computations may still run afterwards: TFF starts a new worker on demand.
+  """
   workers = _worker_children()
   for w in workers:
     try:
       w.send_signal(signal.SIGINT)
     except psutil.Error:
       pass
-  _, alive = psutil.wait_procs(workers, timeout=timeout)
-  for w in alive:
+  for w in _wait_without_reaping(workers, timeout):
     try:
       w.kill()
     except psutil.Error:
       pass
+  _wait_without_reaping(workers, timeout)
   return len(workers)
 
 
