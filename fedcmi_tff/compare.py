@@ -22,6 +22,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from fedcmi_tff import config as config_lib  # noqa: E402
+from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import comparison  # noqa: E402
 from fedcmi_tff.programs import experiment  # noqa: E402
@@ -92,7 +93,7 @@ def main(argv):
         record[f'acc_{m}_unimodal'] = summary['final'][
             comparison.unimodal_path_column(config.algorithm, m)]
       records.append(record)
-  except experiment.OutputDirectoryError as e:
+  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
     print(f'compare: error: {e}', file=sys.stderr)
     return 2
   finally:

@@ -49,6 +49,10 @@ class LocalTrainingConfig:
   weight_decay: float = 1e-4
   local_epochs: int = 2
   batch_size: int = 32
+  # Examples held by the per-round shuffle; 0 = the whole client dataset (an exact
+  # shuffle, as a PyTorch DataLoader does).  Datasets read from disk bound it to
+  # keep memory flat: the buffer holds decoded examples.
+  shuffle_buffer_size: int = 0
 
   def validate(self) -> None:
     _check(self.learning_rate > 0, 'learning_rate must be > 0')
@@ -58,6 +62,7 @@ class LocalTrainingConfig:
     _check(self.weight_decay >= 0, 'weight_decay must be >= 0')
     _check(self.local_epochs > 0, 'local_epochs must be > 0')
     _check(self.batch_size > 0, 'batch_size must be > 0')
+    _check(self.shuffle_buffer_size >= 0, 'shuffle_buffer_size must be >= 0')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,13 +110,27 @@ class ObjectiveConfig:
 class ModelConfig:
   """Encoder pair and heads (ALGORITHM.md section 2, project decision 8)."""
 
-  encoder: str = 'small'  # 'small' (fast, for the embedded data and tests) or 'resnet18'.
+  # Encoder of spectrogram, frame and image inputs: 'small' (fast, for the embedded
+  # data and tests), 'resnet18' (the paper's audio-visual pair) or 'densenet121'
+  # (images only: the authors' CrisisMMD image encoder).
+  encoder: str = 'small'
   small_encoder_channels: tuple[int, ...] = (16, 32)
   projector: str = 'linear'  # 'linear' or 'mlp'.
+  # Encoder of token-id inputs, trained from scratch: 'small' or 'wide' (a 300-d
+  # embedding + 512-filter convolution, as wide as ResNet-18's features).
+  text_encoder: str = 'small'
+  # A local Keras model file (token ids -> features) used as the text encoder instead.
+  text_encoder_path: str | None = None
+  # If set, both encoders end in Linear + BN + ReLU to this size (CrisisMMD: 100).
+  feature_dim: int | None = None
 
   def validate(self) -> None:
-    _check(self.encoder in ('small', 'resnet18'),
-           f"encoder must be 'small' or 'resnet18', got {self.encoder!r}")
+    _check(self.encoder in ('small', 'resnet18', 'densenet121'),
+           f"encoder must be 'small', 'resnet18' or 'densenet121', got {self.encoder!r}")
+    _check(self.text_encoder in ('small', 'wide'),
+           f"text_encoder must be 'small' or 'wide', got {self.text_encoder!r}")
+    _check(self.feature_dim is None or self.feature_dim > 0,
+           f'feature_dim must be > 0, got {self.feature_dim}')
     _check(self.projector in ('linear', 'mlp'),
            f"projector must be 'linear' or 'mlp', got {self.projector!r}")
     _check(len(self.small_encoder_channels) >= 1 and
@@ -170,6 +189,10 @@ class ExperimentConfig:
   synthetic_dominant: str = 'audio'
   # Seed of the embedded dataset's generator; the data stay fixed across training seeds.
   dataset_seed: int = 0
+  # Prepared datasets: the first num_frames video frames, frames and images resized
+  # to image_size x image_size (the paper: 2 or 4 frames at 224).
+  num_frames: int = 2
+  image_size: int = 224
   federation: FederationConfig = FederationConfig()
   model: ModelConfig = ModelConfig()
   training: LocalTrainingConfig = LocalTrainingConfig()
@@ -186,6 +209,8 @@ class ExperimentConfig:
     self.training.validate()
     self.objective.validate()
     _check(self.eval_batch_size > 0, 'eval_batch_size must be > 0')
+    _check(self.num_frames > 0, f'num_frames must be > 0, got {self.num_frames}')
+    _check(self.image_size >= 8, f'image_size must be >= 8, got {self.image_size}')
 
   def to_dict(self) -> dict:
     def convert(value):

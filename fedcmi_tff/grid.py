@@ -23,6 +23,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import experiment  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
@@ -96,7 +97,7 @@ def main(argv):
     for cell in cells:
       if experiment.finished_summary(cell['config'], cell['dir']) is None:
         todo.append(cell)
-  except experiment.OutputDirectoryError as e:
+  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
     print(f'grid: error: {e}', file=sys.stderr)
     return 2
   print(f'grid: {len(cells)} cells, {len(cells) - len(todo)} already finished, '
@@ -116,7 +117,7 @@ def main(argv):
             f'ratio={cell["ratio"]} seed={cell["seed"]} in {_duration(time.time() - cell_start)};'
             f' {_duration(time.time() - started)} elapsed, about '
             f'{_duration(per_cell * (len(todo) - i - 1))} left', flush=True)
-  except experiment.OutputDirectoryError as e:
+  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
     print(f'grid: error: {e}', file=sys.stderr)
     return 2
   finally:

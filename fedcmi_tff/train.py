@@ -14,6 +14,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import experiment  # noqa: E402
@@ -39,7 +40,7 @@ def main(argv):
                                        overwrite=flag_config.OVERWRITE.value,
                                        resume=flag_config.RESUME.value,
                                        log=lambda line: print(line, flush=True))
-  except experiment.OutputDirectoryError as e:
+  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
     print(f'train: error: {e}', file=sys.stderr)
     return 2
   finally:

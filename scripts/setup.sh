@@ -25,6 +25,19 @@ if [[ "$version" != "3.11" ]]; then
   exit 1
 fi
 
+# ffmpeg decodes the raw CREMA-D .flv / AVE .mp4 clips (fedcmi_tff/data/video.py). Installed from
+# Debian's `ffmpeg` package only when missing; a failed install warns but does not stop the setup
+# (everything else, and prepared frame folders, work without it).
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "setup.sh: ffmpeg is not on PATH; installing Debian's ffmpeg package with apt-get" >&2
+  as_root=""
+  if [[ "$(id -u)" -ne 0 ]]; then as_root="sudo"; fi
+  if ! { $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+         $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; } >/dev/null; then
+    echo "setup.sh: could not install ffmpeg; video decoding will fail until it is installed" >&2
+  fi
+fi
+
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0

@@ -120,3 +120,50 @@ def test_client_data_zero_fills_absent_modality_and_serialises():
   with pytest.raises(ValueError, match='only_modality'):
     client_data.build_federated_splits(splits, num_clients=4, dirichlet_alpha=1.0,
                                        multi_ratio=0.5, seed=0, only_modality='text')
+
+
+def test_image_text_model_adapts_both_encoders_and_groups_the_text_encoder():
+  config = tiny.MODEL_CONFIG.__class__(small_encoder_channels=(4, 8), feature_dim=5)
+  model = fedcmi_model.DecomposedModel(('image', 'text'), {'image': (16, 16, 3), 'text': (6,)},
+                                       2, config, vocabulary_sizes={'text': 9})
+  assert model.feature_dim == 5
+  x = {'image': tf.random.normal((3, 16, 16, 3)),
+       'text': tf.constant([[3, 8, 1, 0, 0, 0]] * 3, tf.float32),
+       modalities.MODALITY_MASK_KEY: tf.ones((3, 2))}
+  outputs = model.multimodal(x, training=False)
+  assert outputs.fused.shape == (3, 2) and outputs.feature_b.shape == (3, 5)
+  # Small text encoder: embedding (9 x 64), width-3 convolution with 8 filters, then the
+  # 5-d adapter; all of it in slot b's group, the embedding included.
+  roles = dict(zip((v.name for v in model.trainable_variables), model.variable_roles()))
+  embedding = [n for n in roles if 'text_encoder_embedding' in n]
+  assert len(embedding) == 1 and roles[embedding[0]] == 'encoder_b'
+  shapes = {v.name.split('/')[-2]: tuple(v.shape) for v in model.encoder_b.trainable_variables
+            if 'kernel' in v.name or 'embeddings' in v.name}
+  assert shapes == {'text_encoder_embedding': (9, 64), 'text_encoder_conv': (3, 64, 8),
+                    'text_encoder_adapter': (8, 5)}
+  wide_text = tiny.MODEL_CONFIG.__class__(small_encoder_channels=(4, 8), text_encoder='wide')
+  with pytest.raises(ValueError, match='equal feature sizes, got 8 and 512'):
+    fedcmi_model.DecomposedModel(('image', 'text'), {'image': (16, 16, 3), 'text': (6,)}, 2,
+                                 wide_text, vocabulary_sizes={'text': 9})
+  with pytest.raises(ValueError, match='needs the vocabulary size'):
+    encoders.build_encoder((6,), 'small', 'text_encoder')
+
+
+def test_pretrained_text_encoder_is_loaded_from_a_local_file(tmp_path):
+  ids = tf.keras.Input((6,), dtype=tf.int32)
+  body = tf.keras.layers.GlobalAveragePooling1D()(tf.keras.layers.Embedding(9, 4)(ids))
+  pretrained = tf.keras.Model(ids, body)
+  path = str(tmp_path / 'text.keras')
+  pretrained.save(path)
+  encoder = encoders.build_encoder((6,), 'small', 'text_encoder', pretrained_path=path)
+  tokens = tf.constant([[3, 8, 1, 0, 0, 0]], tf.float32)
+  np.testing.assert_allclose(encoder(tokens), pretrained(tf.cast(tokens, tf.int32)), rtol=1e-6)
+  assert len(encoder.trainable_variables) == 1  # the pretrained embedding is fine-tuned
+
+
+def test_densenet121_image_encoder_gives_the_1000_d_top():
+  encoder = encoders.build_encoder((32, 32, 3), 'densenet121', 'image_encoder')
+  assert encoder.output_shape == (None, 1000)
+  assert encoder.count_params() == 8_062_504  # Keras' DenseNet-121 with its 1000-way top
+  with pytest.raises(ValueError, match='densenet121 is an image encoder'):
+    encoders.build_encoder((2, 32, 32, 3), 'densenet121', 'visual_encoder')

@@ -23,18 +23,23 @@ from fedcmi_tff.data import partition as partition_lib
 
 
 class MultimodalClientData(tff.simulation.datasets.ClientData):
-  """In-memory arrays split over clients, each client of one `ClientKind`."""
+  """A source of examples split over clients, each client of one `ClientKind`.
 
-  def __init__(self, inputs: dict, labels: np.ndarray, client_indices: list,
-               client_kinds: list, modality_names: tuple):
+  `source` is `synthetic_av.MultimodalArrays` (in memory) or
+  `prepared.FileExamples` (one file per example on disk, decoded as the
+  pipeline reads it); both offer `labels`, `input_shapes`, `examples(indices,
+  present)` and `graph_examples(indices, present)`.  A client's dataset only
+  decodes the modalities the client holds.
+  """
+
+  def __init__(self, source, client_indices: list, client_kinds: list, modality_names: tuple):
     if len(client_indices) != len(client_kinds):
       raise ValueError(f'{len(client_indices)} index sets but {len(client_kinds)} client kinds')
-    self._inputs = inputs
-    self._labels = np.asarray(labels, np.int32)
+    self._source = source
     self._indices = [np.asarray(i, np.int64) for i in client_indices]
     self._kinds = [modalities.ClientKind(k) for k in client_kinds]
     self._names = tuple(modality_names)
-    self._shapes = {n: tuple(inputs[n].shape[1:]) for n in self._names}
+    self._shapes = {n: tuple(source.input_shapes[n]) for n in self._names}
     self._ids = [str(i) for i in range(len(client_indices))]
     self._element_spec = self._build(0).element_spec
 
@@ -52,21 +57,25 @@ class MultimodalClientData(tff.simulation.datasets.ClientData):
   def num_examples(self, client_id: str) -> int:
     return int(self._indices[self._ids.index(client_id)].shape[0])
 
-  def _build(self, position: int) -> tf.data.Dataset:
-    idx, kind = self._indices[position], self._kinds[position]
-    mask = kind.modality_mask()
-    present = {n: self._inputs[n][idx] for slot, n in enumerate(self._names) if mask[slot] > 0}
-    slices = dict(present, label=self._labels[idx])
+  def _present(self, mask) -> tuple:
+    return tuple(n for slot, n in enumerate(self._names) if mask[slot] > 0)
+
+  def _to_example_fn(self, mask):
     names, shapes = self._names, self._shapes
 
     def to_example(e):
       x = collections.OrderedDict()
       for n in names:
-        x[n] = tf.cast(e[n], tf.float32) if n in e else tf.zeros(shapes[n], tf.float32)
+        x[n] = e[n] if n in e else tf.zeros(shapes[n], tf.float32)
       x[modalities.MODALITY_MASK_KEY] = tf.constant(mask, tf.float32)
-      return collections.OrderedDict(x=x, y=tf.cast(e['label'], tf.int32))
+      return collections.OrderedDict(x=x, y=e['label'])
 
-    return tf.data.Dataset.from_tensor_slices(slices).map(to_example)
+    return to_example
+
+  def _build(self, position: int) -> tf.data.Dataset:
+    mask = self._kinds[position].modality_mask()
+    examples = self._source.examples(self._indices[position], self._present(mask))
+    return examples.map(self._to_example_fn(mask))
 
   def create_tf_dataset_for_client(self, client_id: str) -> tf.data.Dataset:
     if client_id not in self._ids:
@@ -75,12 +84,11 @@ class MultimodalClientData(tff.simulation.datasets.ClientData):
 
   @property
   def serializable_dataset_fn(self):
-    """Graph-serialisable id -> dataset (bakes the arrays into the graph)."""
+    """Graph-serialisable id -> dataset (the same elements as create_tf_dataset_for_client)."""
     flat = np.concatenate(self._indices) if self._indices else np.zeros([0], np.int64)
     offsets = np.concatenate([[0], np.cumsum([len(i) for i in self._indices])])
     masks = np.array([k.modality_mask() for k in self._kinds], np.float32)
-    ids, names, shapes = self._ids, self._names, self._shapes
-    inputs, labels = self._inputs, self._labels
+    ids, names, source = self._ids, self._names, self._source
 
     def dataset_fn(client_id):
       table = tf.lookup.StaticHashTable(
@@ -92,14 +100,15 @@ class MultimodalClientData(tff.simulation.datasets.ClientData):
                                   tf.gather(tf.constant(offsets), position + 1)]
       mask = tf.gather(tf.constant(masks), position)
 
-      def to_example(i):
+      def to_example(e):
         x = collections.OrderedDict()
         for slot, n in enumerate(names):
-          x[n] = tf.cast(tf.gather(tf.constant(inputs[n]), i), tf.float32) * mask[slot]
+          x[n] = e[n] * mask[slot]
         x[modalities.MODALITY_MASK_KEY] = mask
-        return collections.OrderedDict(x=x, y=tf.gather(tf.constant(labels), i))
+        return collections.OrderedDict(x=x, y=e['label'])
 
-      return tf.data.Dataset.from_tensor_slices(indices).map(to_example)
+      # The client's kind is only known as a tensor here, so both modalities are read.
+      return source.graph_examples(indices, names).map(to_example)
 
     return dataset_fn
 
@@ -113,12 +122,12 @@ class FederatedSplits(NamedTuple):
   class_names: tuple
   input_shapes: dict
   description: str
+  vocabulary_sizes: dict  # token-id range of each text modality (empty if none)
 
 
-def test_dataset(arrays, modality_names) -> tf.data.Dataset:
+def test_dataset(source, modality_names) -> tf.data.Dataset:
   """The test split as multimodal examples (mask (1, 1))."""
-  everything = MultimodalClientData(arrays.inputs, arrays.labels,
-                                    [np.arange(arrays.labels.shape[0])],
+  everything = MultimodalClientData(source, [np.arange(len(source.labels))],
                                     [modalities.ClientKind.MULTIMODAL], modality_names)
   return everything.create_tf_dataset_for_client('0')
 
@@ -129,7 +138,7 @@ def build_federated_splits(splits, *, num_clients: int, dirichlet_alpha: float,
   """Partitions `splits.train` over clients and assigns each client a kind.
 
   Args:
-    splits: a `DatasetSplits` (see `synthetic_av`).
+    splits: a `synthetic_av.DatasetSplits` or a `prepared.PreparedSplits`.
     num_clients, dirichlet_alpha, balance_cap: the label split (ALGORITHM.md 6.2).
     multi_ratio: fraction of multimodal clients (6.3).
     seed: seeds the label split; seed + 1 seeds the kinds.
@@ -144,10 +153,10 @@ def build_federated_splits(splits, *, num_clients: int, dirichlet_alpha: float,
   indices = partition_lib.dirichlet_label_partition(
       splits.train.labels, num_clients, dirichlet_alpha, seed, balance_cap)
   kinds = partition_lib.assign_client_kinds(num_clients, multi_ratio, seed + 1, only)
-  client_data = MultimodalClientData(splits.train.inputs, splits.train.labels, indices, kinds,
-                                     names)
+  client_data = MultimodalClientData(splits.train, indices, kinds, names)
   return FederatedSplits(
       client_data=client_data, test=test_dataset(splits.test, names), modality_names=names,
       class_names=tuple(splits.class_names),
-      input_shapes={n: tuple(splits.train.inputs[n].shape[1:]) for n in names},
-      description=splits.description)
+      input_shapes={n: tuple(splits.train.input_shapes[n]) for n in names},
+      description=splits.description,
+      vocabulary_sizes=dict(getattr(splits.train, 'vocabulary_sizes', {})))

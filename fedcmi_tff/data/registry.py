@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from fedcmi_tff.data import prepared
 from fedcmi_tff.data import synthetic_av
 
-DATASET_NAMES = ('synthetic_av',)
-# Modality slot names of each dataset, known without loading it.
-DATASET_MODALITIES = {'synthetic_av': synthetic_av.MODALITY_NAMES}
+# Datasets read from a folder written by `python -m fedcmi_tff.prepare`.
+PREPARED_DATASETS = ('crema_d', 'ave', 'crisismmd')
+DATASET_NAMES = ('synthetic_av',) + PREPARED_DATASETS
+# Modality slot names of each dataset, known without loading it (slot a first).
+DATASET_MODALITIES = {
+    'synthetic_av': synthetic_av.MODALITY_NAMES,
+    'crema_d': ('audio', 'visual'),
+    'ave': ('audio', 'visual'),
+    'crisismmd': ('image', 'text'),
+}
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,
-                 synthetic_dominant: str = 'audio') -> synthetic_av.DatasetSplits:
+                 synthetic_dominant: str = 'audio',
+                 load_options: prepared.LoadOptions = prepared.LoadOptions()):
   """Loads a dataset's train and test splits.
 
   Args:
@@ -18,9 +27,23 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,
     data_dir: folder of a prepared dataset (unused by the embedded one).
     seed: seed of the embedded dataset's generator.
     synthetic_dominant: the dominant modality of the embedded dataset.
+    load_options: frames and image size of a prepared dataset.
+
+  Returns:
+    A `synthetic_av.DatasetSplits` (in memory) or a `prepared.PreparedSplits`
+    (streamed from disk).
   """
   if name == 'synthetic_av':
     del data_dir
     return synthetic_av.make_synthetic_av(
         synthetic_av.SyntheticAVConfig(seed=seed, dominant=synthetic_dominant))
+  if name in PREPARED_DATASETS:
+    if not data_dir:
+      raise prepared.DataFormatError(f'--dataset={name} needs --data_dir: a folder written by '
+                       f'python -m fedcmi_tff.prepare --dataset={name}')
+    splits = prepared.load_prepared(data_dir, name, load_options)
+    if splits.modality_names != DATASET_MODALITIES[name]:
+      raise prepared.DataFormatError(
+          f'{data_dir}: modalities {splits.modality_names}, expected {DATASET_MODALITIES[name]}')
+    return splits
   raise ValueError(f'unknown dataset {name!r}; expected one of {", ".join(DATASET_NAMES)}')

@@ -22,15 +22,48 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 MODALITY_NAMES = ('audio', 'visual')
 
 
 class MultimodalArrays(NamedTuple):
-  """One split in memory: inputs by modality name, and int32 labels."""
+  """One split in memory: inputs by modality name, and int32 labels.
+
+  Also a source of examples for `client_data` (the interface
+  `prepared.FileExamples` offers for data on disk): `input_shapes`,
+  `examples(indices, present)` and `graph_examples(indices, present)`, each
+  example a dict {name: float32 input for the names in `present`, 'label': int32}.
+  """
 
   inputs: dict
   labels: np.ndarray
+
+  @property
+  def input_shapes(self) -> dict:
+    return {n: tuple(v.shape[1:]) for n, v in self.inputs.items()}
+
+  def examples(self, indices, present: tuple) -> tf.data.Dataset:
+    idx = np.asarray(indices, np.int64)
+    slices = {n: self.inputs[n][idx] for n in present}
+    slices['label'] = np.asarray(self.labels, np.int32)[idx]
+    return tf.data.Dataset.from_tensor_slices(slices).map(_as_float_inputs)
+
+  def graph_examples(self, indices, present: tuple) -> tf.data.Dataset:
+    """Like `examples` for an index tensor (bakes the arrays into the graph)."""
+    inputs = {n: tf.constant(self.inputs[n]) for n in present}
+    labels = tf.constant(np.asarray(self.labels, np.int32))
+
+    def gather(i):
+      e = {n: tf.gather(v, i) for n, v in inputs.items()}
+      e['label'] = tf.gather(labels, i)
+      return _as_float_inputs(e)
+
+    return tf.data.Dataset.from_tensor_slices(indices).map(gather)
+
+
+def _as_float_inputs(e: dict) -> dict:
+  return {k: (v if k == 'label' else tf.cast(v, tf.float32)) for k, v in e.items()}
 
 
 class DatasetSplits(NamedTuple):

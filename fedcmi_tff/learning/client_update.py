@@ -262,8 +262,11 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
     learning_rate = schedule.learning_rate_for_round(
         round_num, training.learning_rate, training.min_learning_rate,
         training.constant_lr_rounds, training.total_rounds)
+    buffer_size = tf.maximum(tf.cast(num_examples, tf.int64), 1)
+    if training.shuffle_buffer_size:
+      buffer_size = tf.minimum(buffer_size, training.shuffle_buffer_size)
     shuffled = dataset.shuffle(
-        tf.maximum(tf.cast(num_examples, tf.int64), 1),
+        buffer_size,
         seed=tf.cast(round_num, tf.int64), reshuffle_each_iteration=True)
     epochs = shuffled.batch(training.batch_size).repeat(training.local_epochs)
 

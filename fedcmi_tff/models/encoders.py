@@ -6,9 +6,14 @@
   zero padding as in PyTorch, no conv bias, BN momentum 0.9 / eps 1e-5, Kaiming
   fan-out init.
 
+* `densenet121`: Keras' DenseNet-121 with its 1000-d top as the feature, as the
+  authors' CrisisMMD image encoder (trained from scratch).
+* text: token ids -> embedding, width-3 convolution, max over time (trained from
+  scratch, project decision 7), or a local pretrained Keras model.
+
 Inputs: spectrogram-like [B, H, W, C] for image-like modalities; frame stacks
 [B, T, H, W, C] are folded into the batch and the feature map is averaged over
-frames and space (the code's 3-D global average pooling).
+frames and space (the code's 3-D global average pooling); token ids [B, L].
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 _BN = dict(momentum=0.9, epsilon=1e-5)
+ENCODERS = ('small', 'resnet18', 'densenet121')
+TEXT_ENCODERS = ('small', 'wide')  # wide: 300-d embedding, 512 filters (ResNet-18's width)
 
 
 def _kaiming():
@@ -73,32 +80,82 @@ def _resnet18_body(x, name):
   return x
 
 
+def _text_body(tokens, kind, name, vocabulary_size, small_channels, pretrained_path):
+  """Token ids [B, L] (float-coded, 0 = padding) -> features [B, D]."""
+  ids = tf.cast(tokens, tf.int32)
+  if pretrained_path:
+    body = tf.keras.models.load_model(pretrained_path, compile=False)
+    body._name = f'{name}_pretrained'  # pylint: disable=protected-access
+    x = body(ids)
+    if len(x.shape) != 2:
+      raise ValueError(f'text encoder {pretrained_path} must map [batch, length] token ids to '
+                       f'[batch, features], got output shape {x.shape}')
+    return x
+  if not vocabulary_size:
+    raise ValueError(f'{name}: a text encoder needs the vocabulary size of the prepared dataset')
+  # Trained from scratch (project decision 7): embedding, a width-3 convolution, max over time.
+  # The small encoder is as wide as the small image encoder, the wide one as ResNet-18.
+  width, channels = (64, small_channels[-1]) if kind == 'small' else (300, 512)
+  x = tf.keras.layers.Embedding(vocabulary_size, width, name=f'{name}_embedding')(ids)
+  x = tf.keras.layers.Conv1D(channels, 3, padding='same', activation='relu',
+                             kernel_initializer=_kaiming(), name=f'{name}_conv')(x)
+  return tf.keras.layers.GlobalMaxPooling1D(name=f'{name}_pool_out')(x)
+
+
 def build_encoder(input_shape: tuple, kind: str, name: str,
-                  small_channels: tuple = (16, 32)) -> tf.keras.Model:
+                  small_channels: tuple = (16, 32), *, vocabulary_size: int | None = None,
+                  pretrained_path: str | None = None,
+                  feature_dim: int | None = None) -> tf.keras.Model:
   """Encoder mapping one modality's input to a feature vector [B, D].
 
   Args:
-    input_shape: per-example shape without batch: (H, W, C) or (T, H, W, C).
-    kind: 'small' or 'resnet18'.
+    input_shape: per-example shape without batch: (H, W, C) for spectrograms and
+      images, (T, H, W, C) for frame stacks, (L,) for token ids.
+    kind: one of ENCODERS for spectrograms, frames and images ('densenet121':
+      images only, the authors' CrisisMMD image encoder, its 1000-d top as the
+      feature, trained from scratch); one of TEXT_ENCODERS for token ids.
     name: Keras name of the encoder (used in variable names and groups).
     small_channels: channels of the small conv stack.
+    vocabulary_size: token id range of a text input.
+    pretrained_path: a local Keras model file used as the text encoder body.
+    feature_dim: if set, a Linear + BN + ReLU adapter maps the features to this
+      size (ALGORITHM.md 3.5: both CrisisMMD encoders are adapted to 100-d).
   """
   inputs = tf.keras.Input(shape=input_shape, name=f'{name}_input')
-  is_frames = len(input_shape) == 4
-  x = inputs
-  if is_frames:
-    frames, height, width, channels = input_shape
-    x = tf.reshape(x, (-1, height, width, channels))  # fold frames into the batch
-  if kind == 'small':
-    x = _small_body(x, tuple(small_channels), name)
-  elif kind == 'resnet18':
-    x = _resnet18_body(x, name)
+  if len(input_shape) == 1:
+    if kind not in TEXT_ENCODERS:
+      raise ValueError(f'text encoder kind must be one of {TEXT_ENCODERS}, got {kind!r}')
+    x = _text_body(inputs, kind, name, vocabulary_size, small_channels, pretrained_path)
   else:
-    raise ValueError(f"encoder kind must be 'small' or 'resnet18', got {kind!r}")
-  if is_frames:
-    _, h, w, c = x.shape
-    x = tf.reshape(x, (-1, frames * h * w, c))  # average over frames and space at once
-    x = tf.reduce_mean(x, axis=1)
-  else:
-    x = tf.keras.layers.GlobalAveragePooling2D(name=f'{name}_pool_out')(x)
+    if kind not in ENCODERS:
+      raise ValueError(f'encoder kind must be one of {ENCODERS}, got {kind!r}')
+    is_frames = len(input_shape) == 4
+    x = inputs
+    if is_frames:
+      frames, height, width, channels = input_shape
+      x = tf.reshape(x, (-1, height, width, channels))  # fold frames into the batch
+    if kind == 'small':
+      x = _small_body(x, tuple(small_channels), name)
+    elif kind == 'resnet18':
+      x = _resnet18_body(x, name)
+    else:
+      if is_frames:
+        raise ValueError('densenet121 is an image encoder; use small or resnet18 for frames')
+      net = tf.keras.applications.DenseNet121(
+          include_top=True, weights=None, input_shape=tuple(input_shape), classes=1000,
+          classifier_activation=None)
+      net._name = f'{name}_densenet121'  # pylint: disable=protected-access
+      x = net(x)
+    if len(x.shape) == 4:
+      if is_frames:
+        _, h, w, c = x.shape
+        x = tf.reshape(x, (-1, frames * h * w, c))  # average over frames and space at once
+        x = tf.reduce_mean(x, axis=1)
+      else:
+        x = tf.keras.layers.GlobalAveragePooling2D(name=f'{name}_pool_out')(x)
+  if feature_dim:
+    x = tf.keras.layers.Dense(feature_dim, kernel_initializer='glorot_normal',
+                              name=f'{name}_adapter')(x)
+    x = tf.keras.layers.BatchNormalization(**_BN, name=f'{name}_adapter_bn')(x)
+    x = tf.keras.layers.ReLU(name=f'{name}_adapter_relu')(x)
   return tf.keras.Model(inputs, x, name=name)

@@ -74,22 +74,30 @@ class DecomposedModel(tf.keras.Model):
   """
 
   def __init__(self, modality_names, input_shapes, num_classes, model_config,
-               name='fedcmi_model'):
+               name='fedcmi_model', vocabulary_sizes=None):
     super().__init__(name=name)
     self.modality_names = tuple(modality_names)
     self.num_classes = int(num_classes)
+    vocabulary_sizes = dict(vocabulary_sizes or {})
+
+    def encoder(modality):
+      is_text = len(input_shapes[modality]) == 1
+      kind = model_config.text_encoder if is_text else model_config.encoder
+      return encoders.build_encoder(
+          input_shapes[modality], kind, f'{modality}_encoder',
+          model_config.small_encoder_channels, vocabulary_size=vocabulary_sizes.get(modality),
+          pretrained_path=model_config.text_encoder_path if is_text else None,
+          feature_dim=model_config.feature_dim)
+
     name_a, name_b = self.modality_names
-    self.encoder_a = encoders.build_encoder(input_shapes[name_a], model_config.encoder,
-                                            f'{name_a}_encoder',
-                                            model_config.small_encoder_channels)
-    self.encoder_b = encoders.build_encoder(input_shapes[name_b], model_config.encoder,
-                                            f'{name_b}_encoder',
-                                            model_config.small_encoder_channels)
+    self.encoder_a = encoder(name_a)
+    self.encoder_b = encoder(name_b)
     dim_a = self.encoder_a.output_shape[-1]
     dim_b = self.encoder_b.output_shape[-1]
     self.feature_dim = dim_a
     if dim_a != dim_b:
-      raise ValueError(f'encoders must produce equal feature sizes, got {dim_a} and {dim_b}')
+      raise ValueError(f'encoders must produce equal feature sizes, got {dim_a} and {dim_b}; '
+                       'set feature_dim to adapt both')
     kind = model_config.projector
     self.self_projector_a = _projector(dim_a, kind, f'{name_a}_self_projector')
     self.infil_projector_a = _projector(dim_a, kind, f'{name_a}_infiltration_projector')

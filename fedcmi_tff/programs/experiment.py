@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from fedcmi_tff import config as config_lib
 from fedcmi_tff.data import client_data as client_data_lib
+from fedcmi_tff.data import prepared
 from fedcmi_tff.data import registry
 from fedcmi_tff.learning import evaluation
 from fedcmi_tff.learning import processes
@@ -51,16 +52,7 @@ def summary_columns(modality_names) -> tuple:
 
 def write_atomically(path: str, text: str) -> None:
   """Writes text to path via a temporary file in the same folder and a rename."""
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, 'w', newline='') as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  prepared.write_bytes_atomically(path, text.encode('utf-8'))
 
 
 def _csv_text(rows: list) -> str:
@@ -76,9 +68,11 @@ def _csv_text(rows: list) -> str:
   return buf.getvalue()
 
 
-def make_model_fn(modality_names, input_shapes, num_classes, model_config) -> Callable:
+def make_model_fn(modality_names, input_shapes, num_classes, model_config,
+                  vocabulary_sizes=None) -> Callable:
   def model_fn():
-    return fedcmi_model.DecomposedModel(modality_names, input_shapes, num_classes, model_config)
+    return fedcmi_model.DecomposedModel(modality_names, input_shapes, num_classes, model_config,
+                                        vocabulary_sizes=vocabulary_sizes)
   return model_fn
 
 
@@ -97,7 +91,7 @@ def _prepare_output_dir(output_dir: str, config_dict: dict, overwrite: bool, res
     if not os.path.exists(config_path):
       raise OutputDirectoryError(f'{output_dir}: cannot resume, no config.json there')
     with open(config_path) as f:
-      saved = json.load(f)
+      saved = _with_defaults(json.load(f))
     if _without_rounds(saved) != _without_rounds(json.loads(json.dumps(config_dict))):
       raise OutputDirectoryError(
           f'{output_dir}/config.json differs from this run\'s configuration; '
@@ -184,7 +178,7 @@ def summarise(rows: list, columns: tuple, config_dict: dict) -> dict:
 def process_key(config: config_lib.ExperimentConfig) -> str:
   """Runs whose configurations share this key can share one built process."""
   fields = dataclasses.replace(config, federation=config_lib.FederationConfig(
-      rounds=config.federation.rounds), data_dir=None)
+      rounds=config.federation.rounds))
   return json.dumps(fields.to_dict(), sort_keys=True)
 
 
@@ -202,11 +196,23 @@ def finished_summary(config: config_lib.ExperimentConfig, output_dir: str) -> di
   config = dataclasses.replace(config, training=dataclasses.replace(
       config.training, total_rounds=config.federation.rounds))
   wanted = json.loads(json.dumps(config.to_dict()))
-  if summary.get('config') != wanted:
-    if _without_rounds(summary.get('config', {})) != _without_rounds(wanted):
+  saved = _with_defaults(summary.get('config', {}))
+  if saved != wanted:
+    if _without_rounds(saved) != _without_rounds(wanted):
       raise OutputDirectoryError(f'{output_dir} holds a run of a different configuration')
     return None  # same run, other round count: resume it
   return summary if summary.get('rounds_completed') == config.federation.rounds else None
+
+
+def _with_defaults(saved: dict) -> dict:
+  """A saved configuration with fields added since it was written set to their defaults."""
+  def merge(default, value):
+    if isinstance(default, dict) and isinstance(value, dict):
+      return {k: merge(default.get(k), value[k]) if k in value else default[k]
+              for k in list(default) + [k for k in value if k not in default]}
+    return value
+  defaults = json.loads(json.dumps(config_lib.ExperimentConfig().to_dict()))
+  return merge(defaults, saved)
 
 
 def _without_rounds(d: dict) -> dict:
@@ -238,14 +244,17 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   training = dataclasses.replace(config.training, total_rounds=fed.rounds)
   config = dataclasses.replace(config, training=training)
   config_dict = config.to_dict()
+  # Data errors (prepared.DataFormatError) surface before anything is written.
+  splits = registry.load_dataset(
+      config.dataset, data_dir=config.data_dir, seed=config.dataset_seed,
+      synthetic_dominant=config.synthetic_dominant,
+      load_options=prepared.LoadOptions(num_frames=config.num_frames,
+                                        image_size=config.image_size))
   start_round, saved_weights, rows = _prepare_output_dir(output_dir, config_dict, overwrite,
                                                          resume)
   write_atomically(os.path.join(output_dir, 'config.json'),
                    json.dumps(config_dict, indent=2) + '\n')
 
-  splits = registry.load_dataset(config.dataset, data_dir=config.data_dir,
-                                 seed=config.dataset_seed,
-                                 synthetic_dominant=config.synthetic_dominant)
   data = client_data_lib.build_federated_splits(
       splits, num_clients=fed.num_clients, dirichlet_alpha=fed.dirichlet_alpha,
       multi_ratio=fed.multi_ratio, seed=fed.seed, balance_cap=fed.balance_cap,
@@ -259,7 +268,7 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
       f'{len(empty)} clients hold no examples')
 
   model_fn = make_model_fn(data.modality_names, data.input_shapes, len(data.class_names),
-                           config.model)
+                           config.model, data.vocabulary_sizes)
   started = time.time()
   key = process_key(config)
   if process_cache is not None and key in process_cache:

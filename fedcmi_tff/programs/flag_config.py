@@ -23,6 +23,10 @@ SYNTHETIC_DOMINANT = flags.DEFINE_string('synthetic_dominant', _D.synthetic_domi
                                          'Dominant modality of synthetic_av: audio or visual.')
 DATASET_SEED = flags.DEFINE_integer('dataset_seed', _D.dataset_seed,
                                     'Seed of the embedded dataset generator.')
+NUM_FRAMES = flags.DEFINE_integer('num_frames', _D.num_frames,
+                                  'Prepared video datasets: the first T frames per clip.')
+IMAGE_SIZE = flags.DEFINE_integer('image_size', _D.image_size,
+                                  'Prepared datasets: frames and images resized to this square.')
 OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where results are written.')
 OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output_dir.')
 RESUME = flags.DEFINE_bool('resume', False, 'Continue the run in output_dir from its checkpoint.')
@@ -46,6 +50,13 @@ SEED = flags.DEFINE_integer('seed', _F.seed, 'Seed of partition, client kinds, i
 # Model.
 ENCODER = flags.DEFINE_string('encoder', _D.model.encoder, 'small or resnet18.')
 PROJECTOR = flags.DEFINE_string('projector', _D.model.projector, 'linear or mlp.')
+TEXT_ENCODER = flags.DEFINE_string('text_encoder', _D.model.text_encoder,
+                                   'Encoder of token ids, trained from scratch: small or wide.')
+TEXT_ENCODER_PATH = flags.DEFINE_string(
+    'text_encoder_path', None, 'A local Keras model file (token ids -> features) used as the '
+    'text encoder; it must match the prepared vocabulary.')
+FEATURE_DIM = flags.DEFINE_integer('feature_dim', None,
+                                   'If set, both encoders end in Linear+BN+ReLU to this size.')
 
 # Local training.
 _T = _D.training
@@ -58,6 +69,9 @@ MOMENTUM = flags.DEFINE_float('momentum', _T.momentum, 'Client SGD momentum.')
 WEIGHT_DECAY = flags.DEFINE_float('weight_decay', _T.weight_decay, 'Coupled L2 weight decay.')
 LOCAL_EPOCHS = flags.DEFINE_integer('local_epochs', _T.local_epochs, 'Local epochs per round.')
 BATCH_SIZE = flags.DEFINE_integer('batch_size', _T.batch_size, 'Client batch size.')
+SHUFFLE_BUFFER_SIZE = flags.DEFINE_integer(
+    'shuffle_buffer_size', _T.shuffle_buffer_size,
+    'Examples held by the local shuffle; 0 = the whole client dataset.')
 
 # FedCMI objective.
 _O = _D.objective
@@ -110,12 +124,17 @@ def experiment_config(**overrides) -> config_lib.ExperimentConfig:
           rounds=ROUNDS.value, dirichlet_alpha=DIRICHLET_ALPHA.value,
           balance_cap=BALANCE_CAP.value, multi_ratio=MULTI_RATIO.value,
           only_modality=ONLY_MODALITY.value, seed=SEED.value),
-      model=config_lib.ModelConfig(encoder=ENCODER.value, projector=PROJECTOR.value),
+      num_frames=NUM_FRAMES.value, image_size=IMAGE_SIZE.value,
+      model=config_lib.ModelConfig(encoder=ENCODER.value, projector=PROJECTOR.value,
+                                   text_encoder=TEXT_ENCODER.value,
+                                   text_encoder_path=TEXT_ENCODER_PATH.value,
+                                   feature_dim=FEATURE_DIM.value),
       training=config_lib.LocalTrainingConfig(
           learning_rate=LEARNING_RATE.value, min_learning_rate=MIN_LEARNING_RATE.value,
           constant_lr_rounds=CONSTANT_LR_ROUNDS.value, total_rounds=ROUNDS.value,
           momentum=MOMENTUM.value, weight_decay=WEIGHT_DECAY.value,
-          local_epochs=LOCAL_EPOCHS.value, batch_size=BATCH_SIZE.value),
+          local_epochs=LOCAL_EPOCHS.value, batch_size=BATCH_SIZE.value,
+          shuffle_buffer_size=SHUFFLE_BUFFER_SIZE.value),
       objective=config_lib.ObjectiveConfig(
           distillation_weight=DISTILLATION_WEIGHT.value, self_head_weight=SELF_HEAD_WEIGHT.value,
           temperature_sharpness=TEMPERATURE_SHARPNESS.value, temperature_mode=temperature_mode,

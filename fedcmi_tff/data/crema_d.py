@@ -1,0 +1,182 @@
+"""CREMA-D: from the published download to the prepared format.
+
+Raw inputs (DATASETS-AND-PEERS.md 2.1):
+  <raw_dir>/AudioWAV/<clip>.wav              16 kHz mono PCM
+  <raw_dir>/VideoFlash/<clip>.flv            video, used when no frame folder exists
+  <frames_dir>/<clip>/00000.jpg, 00030.jpg   frames at 1 fps (the repos' Image-01-FPS)
+  <split_dir>/train.csv, test.csv            no header, CRLF, "clip,LABEL"
+  <split_dir>/stat.csv                       class list with a UTF-8 BOM, CRLF
+
+Preprocessing as the PMR / FedCMI code: audio -> 257 x 299 log-spectrogram
+(16 kHz, 3 s; `audio.SCIPY_16K_3S`), or OGM-GE's 257 x 188 (`audio.STFT_22K_3S`);
+frames at 1 fps, at least 3 per clip, stored as JPEG in temporal order.
+Clips named by a split file but absent on disk are counted and reported, not
+fatal: the published download lacks a few (TFDS skips four).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from fedcmi_tff.data import audio
+from fedcmi_tff.data import prepared
+from fedcmi_tff.data import video
+
+DATASET = 'crema_d'
+# stat.csv order of the OGM-GE / PMR / FedCMI repositories.
+DEFAULT_CLASSES = ('NEU', 'HAP', 'SAD', 'FEA', 'DIS', 'ANG')
+CLIP_NAME = re.compile(r'^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$')
+MIN_FRAMES = 3  # the PMR / FedCMI preparation keeps at least 3 frames per clip
+FRAME_SOURCES = ('auto', 'folder', 'video')
+
+
+def _lines(path: str, encoding: str = 'utf-8'):
+  """(line number, text without line end) of a text file; CRLF or LF."""
+  if not os.path.exists(path):
+    raise prepared.DataFormatError(f'{path}: file not found')
+  with open(path, encoding=encoding, newline='') as f:
+    for number, line in enumerate(f, start=1):
+      yield number, line.rstrip('\r\n')
+
+
+def read_class_list(path: str) -> tuple:
+  """Class names of stat.csv, one per line, UTF-8 with or without a BOM."""
+  names = []
+  for number, line in _lines(path, encoding='utf-8-sig'):
+    name = line.strip()
+    if not name:
+      continue
+    if ',' in name or not re.fullmatch(r'[A-Z]{3}', name):
+      raise prepared.DataFormatError(
+          f'{path}:{number}: expected one three-letter emotion code per line, got {line!r}')
+    if name in names:
+      raise prepared.DataFormatError(f'{path}:{number}: class {name} listed twice')
+    names.append(name)
+  if not names:
+    raise prepared.DataFormatError(f'{path}: no class names')
+  return tuple(names)
+
+
+def read_split(path: str, classes: tuple) -> list:
+  """(line number, clip, label index) of a train.csv / test.csv file.
+
+  Raises:
+    DataFormatError: naming file and line, for a row that is not "clip,LABEL", a
+      clip name not of the form AAAA_SSS_EEE_LL, an unknown label, or a label that
+      disagrees with the emotion field of the clip name.
+  """
+  rows = []
+  for number, line in _lines(path):
+    if not line.strip():
+      continue
+    fields = line.split(',')
+    if len(fields) != 2:
+      raise prepared.DataFormatError(
+          f'{path}:{number}: expected 2 comma-separated fields "clip,LABEL", got {line!r}')
+    clip, label = fields[0].strip(), fields[1].strip()
+    match = CLIP_NAME.match(clip)
+    if not match:
+      raise prepared.DataFormatError(
+          f'{path}:{number}: clip name {clip!r} is not of the form 1001_DFA_ANG_XX')
+    if label not in classes:
+      raise prepared.DataFormatError(
+          f'{path}:{number}: unknown label {label!r}; classes are {", ".join(classes)}')
+    if match.group(3) != label:
+      raise prepared.DataFormatError(
+          f'{path}:{number}: label {label} disagrees with the clip name {clip}')
+    rows.append((number, clip, classes.index(label)))
+  if not rows:
+    raise prepared.DataFormatError(f'{path}: no rows')
+  return rows
+
+
+def _frame_source(raw_dir: str, frames_dir: str | None, frame_source: str):
+  if frame_source not in FRAME_SOURCES:
+    raise ValueError(f'frame_source must be one of {FRAME_SOURCES}, got {frame_source!r}')
+  frames_dir = frames_dir or os.path.join(raw_dir, 'Image-01-FPS')
+  if frame_source == 'auto':
+    frame_source = 'folder' if os.path.isdir(frames_dir) else 'video'
+  if frame_source == 'folder' and not os.path.isdir(frames_dir):
+    raise prepared.DataFormatError(f'frame folder {frames_dir} not found')
+  if frame_source == 'video':
+    video.ffmpeg_path()  # fails early with install instructions
+  return frame_source, frames_dir
+
+
+def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = None,
+                    frames_dir: str | None = None, frame_source: str = 'auto',
+                    spectrogram: str = 'scipy_16k_3s', workers: int = 1,
+                    progress=prepared.identity_progress) -> dict:
+  """Prepares CREMA-D into output_dir; returns the manifest.
+
+  Args:
+    raw_dir: the CREMA-D folder (AudioWAV/, VideoFlash/).
+    output_dir: the prepared dataset's folder.
+    split_dir: folder of train.csv, test.csv, stat.csv (default raw_dir).
+    frames_dir: existing 1-fps frame folders (default raw_dir/Image-01-FPS).
+    frame_source: 'folder', 'video' (ffmpeg on VideoFlash/*.flv), or 'auto'
+      (the folder if it exists).
+    spectrogram: a key of `audio.RECIPES` ('scipy_16k_3s' or 'stft_22k_3s').
+    workers: clips decoded in parallel.
+    progress: wraps the example iterator (a progress bar).
+  """
+  if spectrogram not in ('scipy_16k_3s', 'stft_22k_3s'):
+    raise ValueError(f"CREMA-D spectrogram must be 'scipy_16k_3s' or 'stft_22k_3s', "
+                     f'got {spectrogram!r}')
+  recipe_obj = audio.RECIPES[spectrogram]
+  split_dir = split_dir or raw_dir
+  classes = read_class_list(os.path.join(split_dir, 'stat.csv'))
+  splits = {s: read_split(os.path.join(split_dir, f'{s}.csv'), classes)
+            for s in prepared.SPLITS}
+  source, frames_dir = _frame_source(raw_dir, frames_dir, frame_source)
+  recipe = {'spectrogram': spectrogram, 'spectrogram_shape': list(recipe_obj.output_shape),
+            'frames': {'source': source, 'fps': 1, 'min_frames': MIN_FRAMES},
+            'split_files': 'train.csv/test.csv (OGM-GE, PMR, FedCMI)'}
+  done = prepared.finished_manifest(output_dir, DATASET, recipe)
+  if done is not None:
+    return done
+
+  report = prepared.PreparationReport()
+  items = []
+  for split, rows in splits.items():
+    seen = set()
+    for number, clip, label in rows:
+      report.count_read(split)
+      if clip in seen:
+        report.skip(f'clip listed twice in {split}.csv', f'{clip} (line {number})')
+        continue
+      seen.add(clip)
+      items.append((split, clip, label, clip))
+
+  def build_features(clip):
+    wav = os.path.join(raw_dir, 'AudioWAV', f'{clip}.wav')
+    if not os.path.exists(wav):
+      raise prepared.SkipExample('audio file missing', wav)
+    try:
+      spec = audio.spectrogram_from_wav(wav, recipe_obj)
+    except audio.AudioDecodeError as e:
+      raise prepared.SkipExample('audio undecodable', str(e)) from None
+    try:
+      if source == 'folder':
+        folder = os.path.join(frames_dir, clip)
+        if not os.path.isdir(folder):
+          raise prepared.SkipExample('frame folder missing', folder)
+        frames = video.read_frame_folder(folder)
+      else:
+        clip_video = os.path.join(raw_dir, 'VideoFlash', f'{clip}.flv')
+        if not os.path.exists(clip_video):
+          raise prepared.SkipExample('video file missing', clip_video)
+        frames = video.extract_frames(clip_video, fps=1.0, min_frames=MIN_FRAMES)
+    except video.VideoDecodeError as e:
+      raise prepared.SkipExample('frames undecodable', str(e)) from None
+    return {'audio': spec, 'visual': frames}
+
+  writer = prepared.PreparedDatasetWriter(
+      output_dir, DATASET, audio.audio_visual_modalities(recipe_obj), classes, recipe,
+      source=os.path.abspath(raw_dir))
+  prepared.prepare_examples(writer, report, items, build_features, workers=workers,
+                            progress=progress)
+  if source == 'folder':
+    report.notes.append(f'frames read from {frames_dir}')
+  return writer.finish(report)
