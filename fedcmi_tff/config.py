@@ -53,6 +53,9 @@ class LocalTrainingConfig:
   # shuffle, as a PyTorch DataLoader does).  Datasets read from disk bound it to
   # keep memory flat: the buffer holds decoded examples.
   shuffle_buffer_size: int = 0
+  # Training-time image augmentation of the authors' code (data/augment.py): 'none',
+  # 'resized_crop_flip' (CREMA-D / AVE frames) or 'crop_flip' (CrisisMMD images).
+  augmentation: str = 'none'
 
   def validate(self) -> None:
     _check(self.learning_rate > 0, 'learning_rate must be > 0')
@@ -63,6 +66,9 @@ class LocalTrainingConfig:
     _check(self.local_epochs > 0, 'local_epochs must be > 0')
     _check(self.batch_size > 0, 'batch_size must be > 0')
     _check(self.shuffle_buffer_size >= 0, 'shuffle_buffer_size must be >= 0')
+    _check(self.augmentation in ('none', 'resized_crop_flip', 'crop_flip'),
+           f"augmentation must be 'none', 'resized_crop_flip' or 'crop_flip', "
+           f'got {self.augmentation!r}')
 
 
 @dataclasses.dataclass(frozen=True)

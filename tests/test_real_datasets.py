@@ -61,11 +61,14 @@ def test_prepare_then_train_two_rounds(tmp_path, name, modalities):
   again = _prepare(name, raw, prepared_dir)
   assert 'holds a finished preparation' in again
 
+  # The dataset's preset (augmentation included), scaled down to the fixture and a 2-core CPU.
   run = tmp_path / 'run'
   with flagsaver.flagsaver():
-    flags.FLAGS(['train', f'--dataset={name}', f'--data_dir={prepared_dir}', '--rounds=2',
-                 '--num_clients=3', '--clients_per_round=2', '--multi_ratio=0.34',
-                 '--local_epochs=1', '--batch_size=4', '--image_size=32', '--num_frames=2',
+    flags.FLAGS(['train', f'--flagfile={os.path.join(REPO, "configs", name + ".flags")}',
+                 f'--data_dir={prepared_dir}', '--rounds=2', '--encoder=small',
+                 '--text_encoder=small', '--num_clients=3', '--clients_per_round=2',
+                 '--multi_ratio=0.34', '--dirichlet_alpha=1', '--local_epochs=1',
+                 '--batch_size=4', '--image_size=32', '--num_frames=2',
                  '--shuffle_buffer_size=8', f'--output_dir={run}'])
     assert train.main(['train']) == 0
   with open(run / 'metrics.csv', newline='') as f:
@@ -77,6 +80,9 @@ def test_prepare_then_train_two_rounds(tmp_path, name, modalities):
   summary = json.loads((run / 'summary.json').read_text())
   assert summary['class_names'] == manifest['class_names']
   assert summary['config']['data_dir'] == str(prepared_dir)
+  assert summary['config']['algorithm'] == 'fedcmi'
+  assert summary['config']['training']['augmentation'] == (
+      'crop_flip' if name == 'crisismmd' else 'resized_crop_flip')
 
 
 def test_train_names_a_missing_or_unprepared_data_dir(tmp_path, capsys):

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.data import augment
 from fedcmi_tff.data import modalities
 from fedcmi_tff.losses import distillation
 from fedcmi_tff.losses import modulation as modulation_lib
@@ -276,6 +277,10 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
         a_teaches_batches=tf.constant(0.0), b_teaches_batches=tf.constant(0.0))
     for batch in epochs:
       x, y = batch['x'], batch['y']
+      step = tf.cast(totals['num_batches'], tf.int32)
+      # Training-time augmentation, seeded by (round, step); the teacher sees the same batch.
+      x = augment.augment_inputs(x, training.augmentation,
+                                 tf.stack([round_num * 1_000_003 + step, -1]))
       kind = client_kind_of_batch(x[modalities.MODALITY_MASK_KEY])
       with tf.GradientTape() as tape:
         loss, inf_loss, case, (k_a, k_b, modulate) = tf.switch_case(kind, [
@@ -284,7 +289,6 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
             lambda: only_b_loss(x, y)])
       grads = tape.gradient(loss, variables)
       stepped = tf.unstack(tf.gather(activity, case))
-      step = tf.cast(totals['num_batches'], tf.int32)
       for i, (v, g, m, w0, on) in enumerate(zip(variables, grads, momenta, initial_trainable,
                                                 stepped)):
         g = tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)

@@ -69,6 +69,9 @@ MOMENTUM = flags.DEFINE_float('momentum', _T.momentum, 'Client SGD momentum.')
 WEIGHT_DECAY = flags.DEFINE_float('weight_decay', _T.weight_decay, 'Coupled L2 weight decay.')
 LOCAL_EPOCHS = flags.DEFINE_integer('local_epochs', _T.local_epochs, 'Local epochs per round.')
 BATCH_SIZE = flags.DEFINE_integer('batch_size', _T.batch_size, 'Client batch size.')
+AUGMENTATION = flags.DEFINE_string(
+    'augmentation', _T.augmentation, 'Training-time image augmentation: none, resized_crop_flip '
+    '(CREMA-D/AVE frames) or crop_flip (CrisisMMD images).')
 SHUFFLE_BUFFER_SIZE = flags.DEFINE_integer(
     'shuffle_buffer_size', _T.shuffle_buffer_size,
     'Examples held by the local shuffle; 0 = the whole client dataset.')
@@ -134,7 +137,7 @@ def experiment_config(**overrides) -> config_lib.ExperimentConfig:
           constant_lr_rounds=CONSTANT_LR_ROUNDS.value, total_rounds=ROUNDS.value,
           momentum=MOMENTUM.value, weight_decay=WEIGHT_DECAY.value,
           local_epochs=LOCAL_EPOCHS.value, batch_size=BATCH_SIZE.value,
-          shuffle_buffer_size=SHUFFLE_BUFFER_SIZE.value),
+          shuffle_buffer_size=SHUFFLE_BUFFER_SIZE.value, augmentation=AUGMENTATION.value),
       objective=config_lib.ObjectiveConfig(
           distillation_weight=DISTILLATION_WEIGHT.value, self_head_weight=SELF_HEAD_WEIGHT.value,
           temperature_sharpness=TEMPERATURE_SHARPNESS.value, temperature_mode=temperature_mode,
