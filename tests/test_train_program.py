@@ -106,6 +106,22 @@ def test_existing_output_is_protected_and_resume_continues_exactly(tmp_path, cac
   assert resumed.summary['final'] == full.summary['final']
 
 
+def test_runs_saved_before_a_config_field_existed_still_count_as_finished(tmp_path):
+  config = dataclasses.replace(FAST, federation=dataclasses.replace(FAST.federation, rounds=3))
+  saved = json.loads(json.dumps(dataclasses.replace(config, training=dataclasses.replace(
+      config.training, total_rounds=3)).to_dict()))
+  # Written by an older version: no augmentation / shuffle buffer / frame fields yet.
+  del saved['training']['augmentation'], saved['training']['shuffle_buffer_size']
+  del saved['num_frames'], saved['image_size']
+  (tmp_path / 'summary.json').write_text(json.dumps({'config': saved, 'rounds_completed': 3}))
+  assert experiment.finished_summary(config, str(tmp_path))['rounds_completed'] == 3
+  # A field that differs from its default still makes it another run.
+  changed = dataclasses.replace(config, training=dataclasses.replace(
+      config.training, augmentation='crop_flip'))
+  with pytest.raises(experiment.OutputDirectoryError, match='different configuration'):
+    experiment.finished_summary(changed, str(tmp_path))
+
+
 @pytest.mark.parametrize('args,message', [
     (['--dataset=cifar'], 'unknown dataset'),
     (['--algorithm=fedsgd'], 'unknown algorithm'),

@@ -40,7 +40,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,
   if name in PREPARED_DATASETS:
     if not data_dir:
       raise prepared.DataFormatError(f'--dataset={name} needs --data_dir: a folder written by '
-                       f'python -m fedcmi_tff.prepare --dataset={name}')
+                                     f'python -m fedcmi_tff.prepare --dataset={name}')
     splits = prepared.load_prepared(data_dir, name, load_options)
     if splits.modality_names != DATASET_MODALITIES[name]:
       raise prepared.DataFormatError(
