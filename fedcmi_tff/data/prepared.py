@@ -176,18 +176,19 @@ def write_bytes_atomically(path: str, data: bytes) -> None:
     raise
 
 
-def _tfrecord_bytes(record: bytes) -> bytes:
-  """One TFRecord-framed record (what TFRecordWriter writes), built in memory."""
-  tmp_dir = tempfile.mkdtemp(prefix='fedcmi-record-')
-  path = os.path.join(tmp_dir, 'r.tfrecord')
+def _write_record_atomically(path: str, record: bytes) -> None:
+  """Writes one TFRecord-framed record to path via a temporary file in the same folder."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix='.tmp-',
+                             suffix='.tfrecord')
+  os.close(fd)
   try:
-    with tf.io.TFRecordWriter(path) as w:
+    with tf.io.TFRecordWriter(tmp) as w:
       w.write(record)
-    with open(path, 'rb') as f:
-      return f.read()
-  finally:
-    os.unlink(path)
-    os.rmdir(tmp_dir)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
 
 
 def example_path(root: str, split: str, example_id: str) -> str:
@@ -287,7 +288,7 @@ class PreparedDatasetWriter:
         feature[spec.name] = _int_feature(ids)
     record = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
     self._add_index(split, example_id, label)
-    write_bytes_atomically(example_path(self.output_dir, split, example_id), _tfrecord_bytes(record))
+    _write_record_atomically(example_path(self.output_dir, split, example_id), record)
 
   def finish(self, report: PreparationReport, extra: dict | None = None) -> dict:
     """Writes dataset.json (atomically) and returns it."""
