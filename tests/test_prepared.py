@@ -148,6 +148,7 @@ def test_prepare_examples_counts_skips_and_resumes(tmp_path):
   built.clear()
   writer, report = run()
   assert built == ['missing'] and report.written == {'train': 2, 'test': 1}
+  assert report.notes == ['resumed: 3 example files of an interrupted preparation reused']
   manifest = writer.finish(report)
   assert manifest['splits']['train'] == {'count': 2, 'example_ids': ['a', 'b'], 'labels': [0, 1]}
   assert manifest['report']['skipped_examples'] == {'audio file missing': ['clip-missing.wav']}

@@ -478,11 +478,8 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
   writer = prepared.PreparedDatasetWriter(
       output_dir, DATASET_NAME, modality_specs(max_length, len(vocabulary)), classes, recipe,
       source=os.path.abspath(raw_dir))
-  reused = sum(writer.has(split, example_id) for split, example_id, _, _ in items)
   prepared.prepare_examples(writer, report, items, _stored_image_features, workers=workers,
                             progress=progress)
-  if reused:
-    report.notes.append(f'resumed: {reused} example files of an interrupted preparation reused')
   text = {
       'cleaning': TEXT_CLEANING,
       'tokenizer': 'tf.keras.layers.TextVectorization',

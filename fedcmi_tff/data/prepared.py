@@ -339,7 +339,8 @@ def identity_progress(items, total, desc):
 def prepare_examples(writer: PreparedDatasetWriter, report: PreparationReport, items: list,
                      build_features: Callable, *, workers: int = 1,
                      progress: Callable = identity_progress) -> None:
-  """Builds and writes every item, counting skips; items already on disk are reused.
+  """Builds and writes every item, counting skips; items already on disk are reused
+  (and counted in a report note).
 
   Args:
     writer: the dataset being written.
@@ -369,6 +370,7 @@ def prepare_examples(writer: PreparedDatasetWriter, report: PreparationReport, i
       chunk = items[start:start + window]
       yield from zip(chunk, pool.map(build, chunk))
 
+  reused = 0
   with futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
     for item, result in progress(built(pool), len(items), 'examples'):
       split, example_id, label, _ = item
@@ -377,9 +379,12 @@ def prepare_examples(writer: PreparedDatasetWriter, report: PreparationReport, i
       elif result is None:
         writer.record(split, example_id, label)
         report.count_written(split)
+        reused += 1
       else:
         writer.write(split, example_id, label, result)
         report.count_written(split)
+  if reused:
+    report.notes.append(f'resumed: {reused} example files of an interrupted preparation reused')
 
 
 def read_manifest(prepared_dir: str, expected_dataset: str | None = None) -> dict:
