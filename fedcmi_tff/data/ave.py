@@ -49,10 +49,7 @@ def read_rows(path: str, *, header: bool) -> list:
       without exactly 5 '&'-separated fields, or start/end times that are not
       integers with 0 <= start < end <= 10.
   """
-  if not os.path.exists(path):
-    raise prepared.DataFormatError(f'{path}: file not found')
-  with open(path, encoding='utf-8-sig', newline='') as f:
-    lines = [(n, l.rstrip('\r\n')) for n, l in enumerate(f, start=1)]
+  lines = prepared.numbered_lines(path, encoding='utf-8-sig')
   if header:
     if not lines or tuple(lines[0][1].split('&')) != HEADER:
       raise prepared.DataFormatError(

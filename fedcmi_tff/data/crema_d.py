@@ -31,19 +31,10 @@ MIN_FRAMES = 3  # the PMR / FedCMI preparation keeps at least 3 frames per clip
 FRAME_SOURCES = ('auto', 'folder', 'video')
 
 
-def _lines(path: str, encoding: str = 'utf-8'):
-  """(line number, text without line end) of a text file; CRLF or LF."""
-  if not os.path.exists(path):
-    raise prepared.DataFormatError(f'{path}: file not found')
-  with open(path, encoding=encoding, newline='') as f:
-    for number, line in enumerate(f, start=1):
-      yield number, line.rstrip('\r\n')
-
-
 def read_class_list(path: str) -> tuple:
   """Class names of stat.csv, one per line, UTF-8 with or without a BOM."""
   names = []
-  for number, line in _lines(path, encoding='utf-8-sig'):
+  for number, line in prepared.numbered_lines(path, encoding='utf-8-sig'):
     name = line.strip()
     if not name:
       continue
@@ -67,7 +58,7 @@ def read_split(path: str, classes: tuple) -> list:
       disagrees with the emotion field of the clip name.
   """
   rows = []
-  for number, line in _lines(path):
+  for number, line in prepared.numbered_lines(path):
     if not line.strip():
       continue
     fields = line.split(',')

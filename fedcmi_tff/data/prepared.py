@@ -162,6 +162,18 @@ def _int_feature(values) -> tf.train.Feature:
   return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
+def numbered_lines(path: str, encoding: str = 'utf-8') -> list:
+  """(line number, text without its CRLF or LF ending) of every line of a text file.
+
+  Raises:
+    DataFormatError: the file does not exist.
+  """
+  if not os.path.exists(path):
+    raise DataFormatError(f'{path}: file not found')
+  with open(path, encoding=encoding, newline='') as f:
+    return [(number, line.rstrip('\r\n')) for number, line in enumerate(f, start=1)]
+
+
 def write_bytes_atomically(path: str, data: bytes) -> None:
   """Writes data to path via a temporary file in the same folder and a rename."""
   folder = os.path.dirname(os.path.abspath(path))
