@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from typing import Callable, NamedTuple
 
@@ -137,11 +136,9 @@ def _save_checkpoint(output_dir: str, round_num: int, weights) -> None:
             'num_non_trainable': np.int64(len(weights.non_trainable))}
   arrays.update({f't{i}': np.asarray(w) for i, w in enumerate(weights.trainable)})
   arrays.update({f'n{i}': np.asarray(w) for i, w in enumerate(weights.non_trainable)})
-  path = os.path.join(output_dir, 'checkpoint.npz')
-  fd, tmp = tempfile.mkstemp(dir=output_dir, prefix='.tmp-', suffix='.npz')
-  os.close(fd)
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  prepared.write_bytes_atomically(os.path.join(output_dir, 'checkpoint.npz'), buffer.getvalue())
 
 
 def _train_metrics(train: dict) -> collections.OrderedDict:
