@@ -1,5 +1,6 @@
 """The client update against independent eager references (learning/client_update.py)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 from fedcmi_tff import config as config_lib
 from fedcmi_tff.data import modalities
 from fedcmi_tff.learning import client_update
+from fedcmi_tff.learning import dataset_loops
 from tests import tiny
 
 Kind = modalities.ClientKind
@@ -37,12 +39,12 @@ TRAINING = config_lib.LocalTrainingConfig(learning_rate=0.1, min_learning_rate=0
 class Built:
   """A model pair and its traced client update (tracing is the slow part: share it)."""
 
-  def __init__(self, objective):
+  def __init__(self, objective, loop=dataset_loops.DATASET_ITERATOR, training=TRAINING):
     tf.keras.utils.set_random_seed(1)
     self.model, self.teacher = tiny.model_fn(), tiny.model_fn()
     self.initial = tiny.weights_of(self.model)
     self.fn = client_update.build_client_update_fn(self.model, self.teacher, objective,
-                                                   TRAINING)
+                                                   training, loop)
 
   def run(self, dataset, round_num, initial=None):
     return self.fn(initial or self.initial, dataset, tf.constant(round_num))
@@ -228,3 +230,43 @@ def test_empty_client_returns_zero_update_and_weight(fedcmi):
   out = fedcmi.run(tiny.dataset(4).take(0), 1)
   assert all(not np.any(u.numpy()) for u in out.update[0] + out.update[1])
   np.testing.assert_array_equal(out.group_weights.numpy(), [0, 0, 0])
+
+
+def _op_types(concrete_function) -> set:
+  graph_def = concrete_function.graph.as_graph_def()
+  ops = {n.op for n in graph_def.node}
+  for function in graph_def.library.function:
+    ops.update(n.op for n in function.node_def)
+  return ops
+
+
+_MIXED_KINDS = [(Kind.MULTIMODAL, 20, 1), (Kind.ONLY_A, 7, 2), (Kind.ONLY_B, 9, 3)]
+
+
+@pytest.mark.parametrize('objective', [
+    OBJECTIVE,
+    config_lib.ObjectiveConfig(objective=FUSED, modulation=config_lib.Modulation.PMR),
+    config_lib.ObjectiveConfig(objective=FUSED, modulation=config_lib.Modulation.OGM_GE,
+                               proximal_strength=0.1),
+], ids=['fedcmi', 'pmr', 'ogm_ge'])
+def test_iterator_loops_give_the_reduce_loops_results_without_a_dataset_reduce(objective):
+  """The iterator-loop update (the default) equals the tf.data-reduce one on every client
+  kind and round: weights bit for bit, the summed metrics to float32 rounding (the loss
+  sum once differed in its last bit).  Its graph holds no ReduceDataset op."""
+  training = dataclasses.replace(TRAINING, batch_size=8, local_epochs=2)
+  iterator = Built(objective, dataset_loops.DATASET_ITERATOR, training)
+  reduce = Built(objective, dataset_loops.DATASET_REDUCE, training)
+  for kind, n, seed in _MIXED_KINDS:
+    for round_num in (0, 2):
+      data = tiny.dataset(n, kind, seed=seed)
+      got = iterator.run(data, round_num, initial=iterator.initial)
+      want = reduce.run(data, round_num, initial=iterator.initial)
+      for a, b in zip(tf.nest.flatten((got.update, got.group_weights)),
+                      tf.nest.flatten((want.update, want.group_weights))):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+      for name, value in got.metrics.items():
+        np.testing.assert_allclose(value.numpy(), want.metrics[name].numpy(), rtol=1e-6,
+                                   err_msg=name)
+  signature = (iterator.initial, tiny.dataset(4), tf.constant(0))
+  assert 'ReduceDataset' not in _op_types(iterator.fn.get_concrete_function(*signature))
+  assert 'ReduceDataset' in _op_types(reduce.fn.get_concrete_function(*signature))

@@ -19,6 +19,10 @@ CE(fused) on multimodal clients and CE on the zero-filled path on unimodal ones.
 With `objective.modulation` it becomes FedAvg + OGM-GE or FedAvg + PMR: the
 centralised modality-imbalance method runs on multimodal clients inside their
 local training (losses/modulation.py), as in the FedCMI authors' baselines.
+
+Every pass over the local data (counting, the eval-mode pre-passes, training) is
+an iterator loop by default (see `dataset_loops.py`); the tf.data reduce form is
+kept behind `loop=` for measurements (benchmarks/round_time.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import tensorflow as tf
 from fedcmi_tff import config as config_lib
 from fedcmi_tff.data import augment
 from fedcmi_tff.data import modalities
+from fedcmi_tff.learning import dataset_loops
 from fedcmi_tff.losses import distillation
 from fedcmi_tff.losses import modulation as modulation_lib
 from fedcmi_tff.losses import proximal
@@ -109,7 +114,9 @@ def _cross_entropy(labels, logits):
 def build_client_update_fn(model: fedcmi_model.DecomposedModel,
                            teacher: fedcmi_model.DecomposedModel | None,
                            objective: config_lib.ObjectiveConfig,
-                           training: config_lib.LocalTrainingConfig):
+                           training: config_lib.LocalTrainingConfig,
+                           loop: dataset_loops.LoopImplementation = (
+                               dataset_loops.DATASET_ITERATOR)):
   """Returns `client_update(initial_weights, dataset, round_num) -> ClientOutput`.
 
   Args:
@@ -118,6 +125,7 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
       only when `objective.uses_infiltration`.
     objective: the client loss.
     training: optimiser, schedule, local epochs and batch size.
+    loop: how the passes over the local data iterate (results do not depend on it).
 
   The dataset holds single examples {x: {name_a, name_b, modality_mask}, y};
   the function shuffles (seeded by the round), batches and repeats it itself.
@@ -150,7 +158,7 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
       part = batch_sums(model.multimodal(batch['x'], training=False), batch['y'])
       return tf.nest.map_structure(tf.add, sums, part)
 
-    return batches.reduce(initial, accumulate)
+    return dataset_loops.fold(batches, initial, accumulate, loop)
 
   def class_temperatures(batches):
     """Class-wise temperature tables (FedCMI)."""
@@ -237,10 +245,10 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
       m.assign(tf.zeros_like(m))
 
     round_num = tf.cast(round_num, tf.int32)
-    counts = dataset.reduce(
-        tf.zeros([3]),
+    counts = dataset_loops.fold(
+        dataset, tf.zeros([3]),
         lambda acc, e: acc + tf.concat([tf.cast(e['x'][modalities.MODALITY_MASK_KEY],
-                                                tf.float32), [1.0]], 0))
+                                                tf.float32), [1.0]], 0), loop)
     num_examples = counts[2]
     is_multimodal = (counts[0] > 0) & (counts[1] > 0)
     warm = round_num >= objective.warmup_rounds
@@ -275,7 +283,7 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
         loss_sum=tf.constant(0.0), distillation_loss_sum=tf.constant(0.0),
         num_batches=tf.constant(0.0), examples_seen=tf.constant(0.0),
         a_teaches_batches=tf.constant(0.0), b_teaches_batches=tf.constant(0.0))
-    for batch in epochs:
+    for batch in (iter(epochs) if loop is dataset_loops.DATASET_ITERATOR else epochs):
       x, y = batch['x'], batch['y']
       step = tf.cast(totals['num_batches'], tf.int32)
       # Training-time augmentation, seeded by (round, step); the teacher sees the same batch.

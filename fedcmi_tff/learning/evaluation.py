@@ -12,6 +12,8 @@ import collections
 import numpy as np
 import tensorflow as tf
 
+from fedcmi_tff.learning import dataset_loops
+
 
 def build_confusion_fn(model):
   """Returns f(batched_dataset) -> {path: (correct[K], count[K]) as numpy}."""
@@ -34,7 +36,7 @@ def build_confusion_fn(model):
                      acc[path][1] + tf.math.unsorted_segment_sum(ones, labels, num_classes))
       return out
 
-    return dataset.reduce(init, accumulate)
+    return dataset_loops.fold(dataset, init, accumulate)
 
   def run(dataset):
     return {p: (c.numpy(), n.numpy()) for p, (c, n) in counts(dataset).items()}

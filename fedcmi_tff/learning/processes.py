@@ -30,6 +30,7 @@ import tensorflow_federated as tff
 from fedcmi_tff import config as config_lib
 from fedcmi_tff.learning import aggregation
 from fedcmi_tff.learning import client_update as client_update_lib
+from fedcmi_tff.learning import dataset_loops
 
 ModelWeights = tff.learning.models.ModelWeights
 
@@ -54,9 +55,14 @@ def variable_groups_of(model_fn: Callable) -> tuple:
 
 def build_multimodal_client_work(model_fn: Callable, element_spec,
                                  objective: config_lib.ObjectiveConfig,
-                                 training: config_lib.LocalTrainingConfig
+                                 training: config_lib.LocalTrainingConfig,
+                                 loop: dataset_loops.LoopImplementation = (
+                                     dataset_loops.DATASET_ITERATOR)
                                  ) -> tff.learning.templates.ClientWorkProcess:
   """Client work whose state is the round number.
+
+  `loop` chooses how the client update iterates over the client's data (the
+  same results either way; see learning/dataset_loops.py).
 
   Type signature of `next`:
     (<int32@SERVER, weights@CLIENTS, {element*}@CLIENTS> ->
@@ -80,7 +86,8 @@ def build_multimodal_client_work(model_fn: Callable, element_spec,
     # the tf.function returned by build_client_update_fn (STACK.md pitfall 2).
     model = model_fn()
     teacher = model_fn() if objective.uses_infiltration else None
-    update_fn = client_update_lib.build_client_update_fn(model, teacher, objective, training)
+    update_fn = client_update_lib.build_client_update_fn(model, teacher, objective, training,
+                                                         loop)
     out = update_fn((initial_weights.trainable, initial_weights.non_trainable), dataset,
                     round_num)
     update = ModelWeights(trainable=out.update[0], non_trainable=out.update[1])
@@ -172,7 +179,9 @@ def build_delta_finalizer(weights_type) -> tff.learning.templates.FinalizerProce
 
 def build_multimodal_process(model_fn: Callable, element_spec, *,
                              objective: config_lib.ObjectiveConfig,
-                             training: config_lib.LocalTrainingConfig
+                             training: config_lib.LocalTrainingConfig,
+                             loop: dataset_loops.LoopImplementation = (
+                                 dataset_loops.DATASET_ITERATOR)
                              ) -> tff.learning.templates.LearningProcess:
   """Composes distributor, client work, group-mean aggregator and finalizer.
 
@@ -182,6 +191,7 @@ def build_multimodal_process(model_fn: Callable, element_spec, *,
     element_spec: the client datasets' element spec (single examples).
     objective: the client loss (FedCMI or fused-only).
     training: local optimisation.
+    loop: how client updates iterate over their data (learning/dataset_loops.py).
   """
   objective.validate()
   training.validate()
@@ -195,7 +205,7 @@ def build_multimodal_process(model_fn: Callable, element_spec, *,
   return tff.learning.templates.compose_learning_process(
       initial_model_weights,
       tff.learning.templates.build_broadcast_process(weights_type),
-      build_multimodal_client_work(model_fn, element_spec, objective, training),
+      build_multimodal_client_work(model_fn, element_spec, objective, training, loop),
       build_group_mean_aggregator(weights_type, groups),
       build_delta_finalizer(weights_type))
 
@@ -203,19 +213,33 @@ def build_multimodal_process(model_fn: Callable, element_spec, *,
 def build_fedcmi(model_fn: Callable, element_spec, *,
                  objective: config_lib.ObjectiveConfig = config_lib.ObjectiveConfig(
                      proximal_strength=0.01),
-                 training: config_lib.LocalTrainingConfig = config_lib.LocalTrainingConfig()
+                 training: config_lib.LocalTrainingConfig = config_lib.LocalTrainingConfig(),
+                 loop: dataset_loops.LoopImplementation = dataset_loops.DATASET_ITERATOR
                  ) -> tff.learning.templates.LearningProcess:
   """FedCMI (arXiv 2401.00894): infiltration distillation + proximal term."""
   if objective.objective is not config_lib.Objective.FEDCMI:
     raise ValueError(f'build_fedcmi needs the FedCMI objective, got {objective.objective}')
   return build_multimodal_process(model_fn, element_spec, objective=objective,
-                                  training=training)
+                                  training=training, loop=loop)
+
+
+def fused_only_objective(proximal_strength: float = 0.0,
+                         modulation: config_lib.Modulation = config_lib.Modulation.NONE,
+                         modulation_strength: float = 1.0, modulation_rounds: tuple = (0, 70)
+                         ) -> config_lib.ObjectiveConfig:
+  """The client objective of FedAvg / FedProx (+ OGM-GE / PMR): CE of the fused logits."""
+  return config_lib.ObjectiveConfig(
+      objective=config_lib.Objective.FUSED_ONLY, distillation_weight=0.0, self_head_weight=0.0,
+      proximal_strength=proximal_strength, modulation=modulation,
+      modulation_strength=modulation_strength, modulation_start_round=modulation_rounds[0],
+      modulation_end_round=modulation_rounds[1])
 
 
 def build_fedavg(model_fn: Callable, element_spec, *, proximal_strength: float = 0.0,
                  modulation: config_lib.Modulation = config_lib.Modulation.NONE,
                  modulation_strength: float = 1.0, modulation_rounds: tuple = (0, 70),
-                 training: config_lib.LocalTrainingConfig = config_lib.LocalTrainingConfig()
+                 training: config_lib.LocalTrainingConfig = config_lib.LocalTrainingConfig(),
+                 loop: dataset_loops.LoopImplementation = dataset_loops.DATASET_ITERATOR
                  ) -> tff.learning.templates.LearningProcess:
   """FedAvg on the same model and server; FedProx with proximal_strength > 0.
 
@@ -224,37 +248,46 @@ def build_fedavg(model_fn: Callable, element_spec, *, proximal_strength: float =
   the authors' multimodal FedAvg baseline.  `modulation` adds OGM-GE or PMR to the
   multimodal clients' local training in rounds modulation_rounds[0]..[1].
   """
-  objective = config_lib.ObjectiveConfig(
-      objective=config_lib.Objective.FUSED_ONLY, distillation_weight=0.0, self_head_weight=0.0,
-      proximal_strength=proximal_strength, modulation=modulation,
-      modulation_strength=modulation_strength, modulation_start_round=modulation_rounds[0],
-      modulation_end_round=modulation_rounds[1])
+  objective = fused_only_objective(proximal_strength, modulation, modulation_strength,
+                                   modulation_rounds)
   return build_multimodal_process(model_fn, element_spec, objective=objective,
-                                  training=training)
+                                  training=training, loop=loop)
+
+
+_MODULATIONS = {'fedavg_ogm_ge': config_lib.Modulation.OGM_GE,
+                'fedavg_pmr': config_lib.Modulation.PMR}
+
+
+def objective_for_algorithm(algorithm: str, objective: config_lib.ObjectiveConfig
+                            ) -> config_lib.ObjectiveConfig:
+  """The client objective one of config.ALGORITHMS trains with, given the configured one.
+
+  FedCMI uses `objective` as it is; FedProx its proximal_strength; FedAvg + OGM-GE /
+  PMR its modulation strength and rounds; FedAvg none of it.
+  """
+  if algorithm == 'fedcmi':
+    if objective.objective is not config_lib.Objective.FEDCMI:
+      raise ValueError(f'fedcmi needs the FedCMI objective, got {objective.objective}')
+    return objective
+  if algorithm == 'fedavg':
+    return fused_only_objective()
+  if algorithm == 'fedprox':
+    return fused_only_objective(proximal_strength=objective.proximal_strength)
+  if algorithm in _MODULATIONS:
+    return fused_only_objective(
+        modulation=_MODULATIONS[algorithm], modulation_strength=objective.modulation_strength,
+        modulation_rounds=(objective.modulation_start_round, objective.modulation_end_round))
+  raise ValueError(f'unknown algorithm {algorithm!r}; expected one of '
+                   f'{", ".join(config_lib.ALGORITHMS)}')
 
 
 def build_process_for_algorithm(algorithm: str, model_fn: Callable, element_spec, *,
                                 objective: config_lib.ObjectiveConfig,
-                                training: config_lib.LocalTrainingConfig
+                                training: config_lib.LocalTrainingConfig,
+                                loop: dataset_loops.LoopImplementation = (
+                                    dataset_loops.DATASET_ITERATOR)
                                 ) -> tff.learning.templates.LearningProcess:
-  """One of config.ALGORITHMS.
-
-  FedProx uses objective.proximal_strength; FedAvg + OGM-GE / PMR use
-  objective.modulation_strength and the modulation rounds.
-  """
-  if algorithm == 'fedcmi':
-    return build_fedcmi(model_fn, element_spec, objective=objective, training=training)
-  if algorithm == 'fedavg':
-    return build_fedavg(model_fn, element_spec, training=training)
-  if algorithm == 'fedprox':
-    return build_fedavg(model_fn, element_spec, training=training,
-                        proximal_strength=objective.proximal_strength)
-  modulations = {'fedavg_ogm_ge': config_lib.Modulation.OGM_GE,
-                 'fedavg_pmr': config_lib.Modulation.PMR}
-  if algorithm in modulations:
-    return build_fedavg(
-        model_fn, element_spec, training=training, modulation=modulations[algorithm],
-        modulation_strength=objective.modulation_strength,
-        modulation_rounds=(objective.modulation_start_round, objective.modulation_end_round))
-  raise ValueError(f'unknown algorithm {algorithm!r}; expected one of '
-                   f'{", ".join(config_lib.ALGORITHMS)}')
+  """One of config.ALGORITHMS, trained with `objective_for_algorithm(algorithm, objective)`."""
+  return build_multimodal_process(model_fn, element_spec,
+                                  objective=objective_for_algorithm(algorithm, objective),
+                                  training=training, loop=loop)
