@@ -1,10 +1,34 @@
-"""Shared pytest set-up: quiet TF logs, and no TFF worker left behind (STACK.md pitfall 6)."""
+"""Shared pytest set-up: quiet TF logs, one TFF context per test, no TFF worker left behind.
+
+TFF's default execution context is process-global, and the programs under test
+install one (`--runtime`, in-process by default).  Each test starts with TFF's
+local C++ context, the default after `import tensorflow_federated`, so that no
+test depends on which test ran before it; a test that wants another runtime
+installs it.  A TFF worker outlives a process that does not stop it and holds
+its pipes, so the session stops the workers it started.
+"""
 
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+_CPP_CONTEXT = []
+
+
+@pytest.fixture(autouse=True)
+def tff_cpp_context_by_default():
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  if not _CPP_CONTEXT:  # one context (and so at most one worker) for the whole session
+    _CPP_CONTEXT.append(tff.backends.native.create_sync_local_cpp_execution_context())
+  stack = tff.framework.get_context_stack()
+  stack.set_default_context(_CPP_CONTEXT[0])
+  yield
+  stack.set_default_context(_CPP_CONTEXT[0])
 
 
 def pytest_sessionfinish(session, exitstatus):
