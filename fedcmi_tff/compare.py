@@ -63,14 +63,14 @@ def main(argv):
       dataclasses.replace(base, algorithm=algorithm).validate(registry.DATASET_NAMES)
     if not seeds:
       raise ValueError('--seeds is empty')
+    flag_config.check_runtime_flags()
   except ValueError as e:
     print(f'compare: error: {e}', file=sys.stderr)
     return 2
   reference = _UNIMODAL_REFERENCE.value or None
   runs = _runs(base, seeds, reference)
   out_dir = flag_config.OUTPUT_DIR.value
-  runtime.configure_execution_context(tuple(flag_config.WORKERS.value),
-                                      flag_config.MAX_CONCURRENT_CLIENTS.value)
+  print(f'compare: TFF runtime: {flag_config.configure_runtime()}', flush=True)
   cache, records, names = {}, [], None
   started = time.time()
   try:

@@ -87,6 +87,7 @@ def main(argv):
     cells = grid_cells(base, _METHODS.value, alphas, ratios, seeds, names, out_dir)
     for cell in cells:
       cell['config'].validate(registry.DATASET_NAMES)
+    flag_config.check_runtime_flags()
   except ValueError as e:
     print(f'grid: error: {e}', file=sys.stderr)
     return 2
@@ -103,8 +104,7 @@ def main(argv):
   print(f'grid: {len(cells)} cells, {len(cells) - len(todo)} already finished, '
         f'{len(todo)} to run', flush=True)
   if todo:
-    runtime.configure_execution_context(tuple(flag_config.WORKERS.value),
-                                        flag_config.MAX_CONCURRENT_CLIENTS.value)
+    print(f'grid: TFF runtime: {flag_config.configure_runtime()}', flush=True)
   cache = {}
   try:
     for i, cell in enumerate(todo):

@@ -29,12 +29,12 @@ def main(argv):
   try:
     config = flag_config.experiment_config()
     config.validate(registry.DATASET_NAMES)
+    flag_config.check_runtime_flags()
   except ValueError as e:
     print(f'train: error: {e}', file=sys.stderr)
     return 2
-  context = runtime.configure_execution_context(
-      tuple(flag_config.WORKERS.value), flag_config.MAX_CONCURRENT_CLIENTS.value)
-  print(f'train: {config.algorithm} on {config.dataset}; TFF context: {context}', flush=True)
+  context = flag_config.configure_runtime()
+  print(f'train: {config.algorithm} on {config.dataset}; TFF runtime: {context}', flush=True)
   try:
     result = experiment.run_experiment(config, flag_config.OUTPUT_DIR.value,
                                        overwrite=flag_config.OVERWRITE.value,

@@ -15,7 +15,9 @@ def _worker_pids():
 
 
 def test_computations_run_again_after_the_worker_is_stopped():
-  runtime.configure_execution_context()
+  runtime.stop_worker_processes()  # workers of earlier tests' contexts
+  assert runtime.wait_for_no_workers()
+  runtime.configure_execution_context('tff_cpp')
 
   @tff.tensorflow.computation(np.float32)
   def add_one(x):

@@ -128,6 +128,9 @@ def test_runs_saved_before_a_config_field_existed_still_count_as_finished(tmp_pa
     (['--multi_ratio=1.5'], 'multi_ratio must be in [0, 1]'),
     (['--clients_per_round=11', '--num_clients=10'], 'clients_per_round (11) must be <='),
     (['--rounds=0'], 'rounds must be > 0'),
+    (['--runtime=tff_remote'], '--runtime=tff_remote needs --workers'),
+    (['--workers=127.0.0.1:8001'], '--workers is only used with --runtime=tff_remote'),
+    (['--max_concurrent_clients=0'], '--max_concurrent_clients must be >= 1'),
 ])
 def test_bad_flags_stop_with_one_line_before_training(tmp_path, capsys, args, message):
   out = tmp_path / 'never'
@@ -147,16 +150,51 @@ def _worker_pids():
   return pids
 
 
-def test_program_exits_cleanly_without_orphan_worker(tmp_path):
+def _children_and_listening_ports(pid):
+  """(child pids, TCP ports listened on by the process or its children) of a running process."""
+  children, ports = set(), set()
+  try:
+    process = psutil.Process(pid)
+    tree = [process] + process.children(recursive=True)
+  except psutil.Error:
+    return children, ports
+  for p in tree:
+    try:
+      ports |= {c.laddr.port for c in p.connections(kind='inet')
+                if c.status == psutil.CONN_LISTEN}
+      if p.pid != pid:
+        children.add(p.pid)
+    except psutil.Error:
+      continue
+  return children, ports
+
+
+@pytest.mark.parametrize('runtime_name', ['tff_cpp', 'inprocess'])
+def test_program_exits_cleanly_without_orphan_worker(tmp_path, runtime_name):
+  """tff_cpp: the worker the program started is gone when it exits.  inprocess (the
+  default): no child process and no listening socket at any time during the run."""
   before = _worker_pids()
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
   # stdout is a pipe: an orphaned worker holding it would make communicate() time out.
   proc = subprocess.Popen(
       [sys.executable, '-m', 'fedcmi_tff.train', '--rounds=1', '--num_clients=2',
-       '--clients_per_round=2', '--local_epochs=1', f'--output_dir={tmp_path / "run"}'],
+       '--clients_per_round=2', '--local_epochs=1', f'--output_dir={tmp_path / "run"}'] +
+      ([f'--runtime={runtime_name}'] if runtime_name != 'inprocess' else []),
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  seen_children, seen_ports = set(), set()
+  while proc.poll() is None:
+    children, ports = _children_and_listening_ports(proc.pid)
+    seen_children |= children
+    seen_ports |= ports
+    time.sleep(0.2)
   out, _ = proc.communicate(timeout=240)
   assert proc.returncode == 0, out
   assert 'round   1/1' in out and 'train: done' in out
+  if runtime_name == 'inprocess':
+    assert 'TFF runtime: in-process MapReduceForm runtime' in out
+    assert not seen_children and not seen_ports, (seen_children, seen_ports)
+  else:
+    assert 'TFF runtime: local C++ worker' in out
+    assert seen_children and seen_ports  # the worker listened while it ran
   time.sleep(1.0)
   assert _worker_pids() <= before

@@ -11,6 +11,7 @@ import dataclasses
 from absl import flags
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.programs import runtime as runtime_lib
 
 _D = config_lib.ExperimentConfig()
 
@@ -104,12 +105,29 @@ MODULATION_END_ROUND = flags.DEFINE_integer('modulation_end_round', _O.modulatio
                                             'Last round of OGM-GE / PMR modulation.')
 
 # Runtime.
-WORKERS = flags.DEFINE_list('workers', [], 'host:port of running TFF worker_binary services; '
-                            'empty starts a local worker.')
-MAX_CONCURRENT_CLIENTS = flags.DEFINE_integer('max_concurrent_clients', None,
-                                              'Cap on clients trained in parallel.')
+RUNTIME = flags.DEFINE_enum(
+    'runtime', runtime_lib.DEFAULT_RUNTIME, runtime_lib.RUNTIMES,
+    'Where TFF computations run: inprocess (the learning process\'s MapReduceForm in this '
+    'process; GPUs if visible), tff_cpp (TFF\'s local C++ worker, CPU only) or tff_remote '
+    '(running TFF workers at --workers).')
+WORKERS = flags.DEFINE_list('workers', [], '--runtime=tff_remote: host:port of running TFF '
+                            'worker_binary services.')
+MAX_CONCURRENT_CLIENTS = flags.DEFINE_integer(
+    'max_concurrent_clients', None, 'Clients trained at once (inprocess: default one per GPU, '
+    'or one per CPU core up to 8; tff_cpp: default no cap).')
 EVAL_BATCH_SIZE = flags.DEFINE_integer('eval_batch_size', _D.eval_batch_size,
                                        'Test batch size.')
+
+
+def check_runtime_flags() -> None:
+  """Raises ValueError for an inconsistent --runtime / --workers / --max_concurrent_clients."""
+  runtime_lib.check_runtime(RUNTIME.value, tuple(WORKERS.value), MAX_CONCURRENT_CLIENTS.value)
+
+
+def configure_runtime() -> str:
+  """Installs the execution context the runtime flags describe; returns its description."""
+  return runtime_lib.configure_execution_context(RUNTIME.value, tuple(WORKERS.value),
+                                                 MAX_CONCURRENT_CLIENTS.value)
 
 
 def experiment_config(**overrides) -> config_lib.ExperimentConfig:

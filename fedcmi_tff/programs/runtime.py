@@ -1,10 +1,18 @@
-"""TFF execution contexts and clean-up of the TFF worker process.
+"""Where TFF computations run (the `--runtime` flag), and clean-up of TFF's worker process.
 
-TFF 0.87 runs computations in a C++ `worker_binary` subprocess.  It outlives a
-Python process that exits without stopping it and keeps that process's pipes
-open (STACK.md pitfall 6), so every entry point calls
-`configure_execution_context`, which also registers `stop_worker_processes` to
-run at exit.
+  inprocess   (default) the learning process's MapReduceForm, run inside this
+              Python process (backends/inprocess.py): no subprocess, no listening
+              socket; client work on the visible GPUs, else the CPU.
+  tff_cpp     TFF's local C++ `worker_binary`, started on first use (CPU only: the
+              pip build has no CUDA kernels; it serves unauthenticated gRPC on all
+              interfaces while it runs).
+  tff_remote  `worker_binary` services already running at `--workers` (one: all
+              computations go to it; several: clients are split across them with
+              TFF's mergeable context).
+
+A TFF worker outlives a Python process that exits without stopping it and keeps
+that process's pipes open, so `configure_execution_context` registers
+`stop_worker_processes` to run at exit.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ import psutil
 
 _WORKER_NAME = 'worker_binary'
 _registered = False
+
+RUNTIMES = ('inprocess', 'tff_cpp', 'tff_remote')
+DEFAULT_RUNTIME = 'inprocess'
 
 
 def _worker_children():
@@ -109,24 +120,49 @@ def _remote_context(address: str, sync: bool):
       transform_result=tff.tensorflow.transform_result)
 
 
-def configure_execution_context(workers: tuple = (), max_concurrent_clients: int | None = None
-                                ) -> str:
-  """Chooses where TFF computations run.
+def check_runtime(runtime: str, workers: tuple = (),
+                  max_concurrent_clients: int | None = None) -> None:
+  """Raises ValueError (a one-line message) for an inconsistent runtime choice."""
+  if runtime not in RUNTIMES:
+    raise ValueError(f'unknown runtime {runtime!r}; expected one of {", ".join(RUNTIMES)}')
+  workers = tuple(w for w in workers if w)
+  if runtime == 'tff_remote' and not workers:
+    raise ValueError('--runtime=tff_remote needs --workers=host:port[,host:port...]')
+  if runtime != 'tff_remote' and workers:
+    raise ValueError(f'--workers is only used with --runtime=tff_remote, not {runtime}')
+  if max_concurrent_clients is not None and max_concurrent_clients < 1:
+    raise ValueError(f'--max_concurrent_clients must be >= 1, got {max_concurrent_clients}')
+
+
+def configure_execution_context(runtime: str = DEFAULT_RUNTIME, workers: tuple = (),
+                                max_concurrent_clients: int | None = None) -> str:
+  """Installs the TFF execution context of `runtime` as the default context.
 
   Args:
-    workers: addresses (host:port) of running `worker_binary` services.  None: a
-      local worker is started on first use; one: all computations go to it; several:
-      clients are split across them (TFF's mergeable context).
-    max_concurrent_clients: cap on parallel client computations of the local
-      worker (TFF's OOM guard); None for no cap.
+    runtime: one of RUNTIMES (see the module docstring).
+    workers: tff_remote only: addresses (host:port) of running `worker_binary`
+      services.
+    max_concurrent_clients: clients trained at once: the in-process runtime's
+      clients in flight (default one per GPU, or one per CPU core up to 8), or the
+      local C++ worker's cap on parallel client computations (TFF's OOM guard;
+      default none).
 
   Returns:
     A one-line description of the context.
+
+  Raises:
+    ValueError: see `check_runtime`.
   """
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
-  _register_cleanup()
+  check_runtime(runtime, workers, max_concurrent_clients)
   workers = tuple(w for w in workers if w)
-  if not workers:
+  _register_cleanup()  # also catches a worker something else might start
+  if runtime == 'inprocess':
+    from fedcmi_tff.backends import inprocess  # pylint: disable=g-import-not-at-top
+    context = inprocess.InProcessContext(clients_in_flight=max_concurrent_clients)
+    tff.framework.set_default_context(context)
+    return context.describe()
+  if runtime == 'tff_cpp':
     tff.backends.native.set_sync_local_cpp_execution_context(
         max_concurrent_computation_calls=max_concurrent_clients or -1)
     return 'local C++ worker' + (f' (max {max_concurrent_clients} concurrent clients)'
