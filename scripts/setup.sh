@@ -5,10 +5,23 @@
 # well under a second. Installs with `pip install --no-deps` because TFF 0.87's jaxlib pin is no
 # longer published (see requirements.txt header).
 #
+#   scripts/setup.sh          the CPU stack (everything the demo and the tests need)
+#   scripts/setup.sh --gpu    also the CUDA libraries of requirements-gpu.txt (about 3 GB), for
+#                             --runtime=inprocess on an NVIDIA GPU; then `source scripts/gpu_env.sh`
+#                             and check with scripts/gpu_check.sh
+#
 # Environment:
 #   FEDCMI_VENV    where the virtual environment lives (default: <repo>/venv)
 #   FEDCMI_PYTHON  the interpreter to build it from (default: python3.11, then python3)
 set -euo pipefail
+
+with_gpu=0
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) with_gpu=1 ;;
+    *) echo "setup.sh: unknown argument $arg (expected --gpu)" >&2; exit 2 ;;
+  esac
+done
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${FEDCMI_VENV:-$repo/venv}"
@@ -38,8 +51,22 @@ if ! command -v ffmpeg >/dev/null 2>&1; then
   fi
 fi
 
+install_gpu() {
+  local gpu_req="$repo/requirements-gpu.txt" gpu_stamp="$venv/.requirements-gpu.sha256"
+  local gpu_want
+  gpu_want="$(sha256sum "$gpu_req" | cut -d' ' -f1)"
+  if [[ -f "$gpu_stamp" && "$(cat "$gpu_stamp")" == "$gpu_want" ]]; then
+    return 0
+  fi
+  echo "setup.sh: installing the CUDA libraries of requirements-gpu.txt (about 3 GB)" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$gpu_req"
+  echo "$gpu_want" > "$gpu_stamp"
+  echo "setup.sh: CUDA libraries installed; run 'source scripts/gpu_env.sh', then scripts/gpu_check.sh" >&2
+}
+
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  if [[ $with_gpu == 1 ]]; then install_gpu; fi
   exit 0
 fi
 
@@ -66,3 +93,4 @@ fi
 rm -f "$check_log"
 echo "$want" > "$stamp"
 echo "setup.sh: environment ready" >&2
+if [[ $with_gpu == 1 ]]; then install_gpu; fi
