@@ -20,7 +20,7 @@ process (`tensorflow_sessions.ComputationSessions`) and runs the parts as the
 form defines them, with the C++ runtime's session options.  Programs call
 `process.initialize()` and `process.next(state, client_data)` unchanged.  Client
 work runs on the visible GPUs, round robin, one client in flight per GPU, or on
-the CPU, one client in flight per core.  Nothing is spawned and no port is opened.
+the CPU, two clients in flight per core.  Nothing is spawned and no port is opened.
 
 Semantics: TFF compiled the form, so this context only sequences its parts.  The
 aggregation is the same left fold from `zero` in client order that TFF's C++
@@ -74,12 +74,17 @@ def _without_info_logs():
 
 
 def default_cpu_clients_in_flight() -> int:
-  """One client per usable CPU core, at most 8 (each holds its own model variables)."""
+  """Two clients per usable CPU core, at most 8 (each holds its own model variables).
+
+  Small client models leave cores idle within one client's step; on the 2-core
+  project machine (FedCMI, demo model, 20 clients per round) 1, 2, 3, 4 and 8 clients
+  in flight took 1.12, 0.79, 0.71, 0.69 and 0.80 s per round.
+  """
   try:
     cores = len(os.sched_getaffinity(0))
   except AttributeError:  # not on Linux
     cores = os.cpu_count() or 1
-  return max(1, min(cores, 8))
+  return max(1, min(2 * cores, 8))
 
 
 class _TensorFlowRunner:
@@ -209,9 +214,9 @@ class InProcessContext(tff.framework.SyncContext):
       devices: devices for client work, e.g. ['/device:GPU:0', '/device:GPU:1'];
         None: every visible GPU, or the CPU when there is none; []: the CPU.
       clients_in_flight: clients trained at once (one session each, assigned to
-        `devices` round robin); default: one per GPU, or on the CPU one per usable
-        core (at most 8): small models leave cores idle within one client's step,
-        and TFF's C++ worker also trains clients concurrently.
+        `devices` round robin); default: one per GPU, or on the CPU two per usable
+        core, at most 8 (see `default_cpu_clients_in_flight`; TFF's C++ worker also
+        trains clients concurrently).
       log_device_placement: TensorFlow logs where each op of each session runs.
       record_placement: count, per device, the ops that ran client work
         (`work_placement`); it slows client work down a little.

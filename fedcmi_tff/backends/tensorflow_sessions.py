@@ -109,7 +109,6 @@ class _Session:
 
   def __init__(self, graph_def, parameters, results, initialize_op: str, device: str | None,
                config: tf.compat.v1.ConfigProto):
-    self.device = device or '/device:CPU:0'
     self.graph = tf.Graph()
     with self.graph.as_default():
       input_map, self._feeds = {}, []
@@ -134,17 +133,21 @@ class _Session:
                           if initialize_op else None)
       self.session = tf.compat.v1.Session(graph=self.graph, config=config)
     self._parameters = parameters
+    # Callables with fixed feeds and fetches skip Session.run's per-call feed handling.
+    self._run_initialize = (
+        self.session.make_callable(self._initialize, feed_list=self._feeds)
+        if self._initialize is not None and results else None)
+    self._run = (self.session.make_callable(self._fetches, feed_list=self._feeds,
+                                            accept_options=True) if results else None)
 
   def run(self, leaves: Sequence[Any], run_options=None, run_metadata=None) -> list:
-    feed_dict = {}
-    for leaf, feed, value in zip(self._parameters, self._feeds, leaves):
-      feed_dict[feed] = serialized_dataset(value) if leaf.is_sequence else value
-    if not self._fetches:
+    if self._run is None:
       return []
-    if self._initialize is not None:
-      self.session.run(self._initialize, feed_dict)
-    return self.session.run(self._fetches, feed_dict, options=run_options,
-                            run_metadata=run_metadata)
+    values = [serialized_dataset(value) if leaf.is_sequence else value
+              for leaf, value in zip(self._parameters, leaves)]
+    if self._run_initialize is not None:
+      self._run_initialize(*values)
+    return self._run(*values, options=run_options, run_metadata=run_metadata)
 
 
 class ComputationSessions:
@@ -171,17 +174,12 @@ class ComputationSessions:
       raise ValueError(f'computations returning datasets are not supported: '
                        f'{self.type_signature}')
     self.num_parameters = len(parameters)
-    self.num_results = len(results)
     config = config or session_config()
     self._sessions = [_Session(graph_def, parameters, results, proto.tensorflow.initialize_op,
                                device, config) for device in devices]
     self._free = queue.SimpleQueue()
     for session in self._sessions:
       self._free.put(session)
-
-  @property
-  def devices(self) -> list:
-    return [s.device for s in self._sessions]
 
   def __call__(self, leaves: Sequence[Any] = (), run_options=None, run_metadata=None) -> list:
     """Runs the computation on a flat list of parameter leaves; returns the result leaves."""
@@ -192,10 +190,6 @@ class ComputationSessions:
       return session.run(leaves, run_options, run_metadata)
     finally:
       self._free.put(session)
-
-  def close(self) -> None:
-    for session in self._sessions:
-      session.session.close()
 
 
 def members(value, type_spec: tff.StructType) -> list:
