@@ -90,10 +90,12 @@ def _assert_same_rounds(cpp_dir, inprocess_dir, num_test):
 def test_inprocess_and_cpp_worker_agree_per_round_on_the_embedded_dataset(
     tmp_path, cache, algorithm):
   config = dataclasses.replace(SMALL, algorithm=algorithm)
-  _run(config, tmp_path / 'cpp', 'tff_cpp', cache)
+  cpp = _run(config, tmp_path / 'cpp', 'tff_cpp', cache)
   result = _run(config, tmp_path / 'inprocess', 'inprocess', cache)
   _assert_same_rounds(tmp_path / 'cpp', tmp_path / 'inprocess', num_test=600)
   assert result.summary['rounds_completed'] == 3
+  assert result.summary['runtime'].startswith('inprocess: in-process MapReduceForm runtime')
+  assert cpp.summary['runtime'] == 'tff_cpp: local C++ worker'
 
 
 def _listening_ports(process):

@@ -191,10 +191,10 @@ def test_program_exits_cleanly_without_orphan_worker(tmp_path, runtime_name):
   assert proc.returncode == 0, out
   assert 'round   1/1' in out and 'train: done' in out
   if runtime_name == 'inprocess':
-    assert 'TFF runtime: in-process MapReduceForm runtime' in out
+    assert 'TFF runtime: inprocess: in-process MapReduceForm runtime' in out
     assert not seen_children and not seen_ports, (seen_children, seen_ports)
   else:
-    assert 'TFF runtime: local C++ worker' in out
+    assert 'TFF runtime: tff_cpp: local C++ worker' in out
     assert seen_children and seen_ports  # the worker listened while it ran
   time.sleep(1.0)
   assert _worker_pids() <= before

@@ -4,7 +4,7 @@ Output directory:
   config.json       the full configuration
   metrics.csv       one row per round (written atomically after every round)
   per_class.csv     per-class accuracy of every inference path, one row per round and path
-  summary.json      configuration, final- and best-round values
+  summary.json      configuration, final- and best-round values, the TFF runtime
   checkpoint.npz    global weights after the last finished round (for --resume)
   tensorboard/      TensorBoard scalars
 """
@@ -32,6 +32,7 @@ from fedcmi_tff.data import registry
 from fedcmi_tff.learning import evaluation
 from fedcmi_tff.learning import processes
 from fedcmi_tff.models import fedcmi_model
+from fedcmi_tff.programs import runtime
 
 class OutputDirectoryError(Exception):
   """The output directory holds results that would be overwritten."""
@@ -335,6 +336,7 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   summary = summarise(rows, columns, config_dict)
   summary['modality_names'] = list(data.modality_names)
   summary['class_names'] = list(data.class_names)
+  summary['runtime'] = runtime.current_runtime()
   write_atomically(os.path.join(output_dir, 'summary.json'),
                    json.dumps(summary, indent=2, allow_nan=True) + '\n')
   return ExperimentResult(output_dir, rows, summary)

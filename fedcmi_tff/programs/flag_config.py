@@ -114,7 +114,7 @@ WORKERS = flags.DEFINE_list('workers', [], '--runtime=tff_remote: host:port of r
                             'worker_binary services.')
 MAX_CONCURRENT_CLIENTS = flags.DEFINE_integer(
     'max_concurrent_clients', None, 'Clients trained at once (inprocess: default one per GPU, '
-    'or one per CPU core up to 8; tff_cpp: default no cap).')
+    'or two per CPU core up to 8; tff_cpp: default no cap).')
 EVAL_BATCH_SIZE = flags.DEFINE_integer('eval_batch_size', _D.eval_batch_size,
                                        'Test batch size.')
 

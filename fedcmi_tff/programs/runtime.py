@@ -29,6 +29,7 @@ _registered = False
 
 RUNTIMES = ('inprocess', 'tff_cpp', 'tff_remote')
 DEFAULT_RUNTIME = 'inprocess'
+_installed = []  # [context, description] of the last configure_execution_context
 
 
 def _worker_children():
@@ -143,7 +144,7 @@ def configure_execution_context(runtime: str = DEFAULT_RUNTIME, workers: tuple =
     workers: tff_remote only: addresses (host:port) of running `worker_binary`
       services.
     max_concurrent_clients: clients trained at once: the in-process runtime's
-      clients in flight (default one per GPU, or one per CPU core up to 8), or the
+      clients in flight (default one per GPU, or two per CPU core up to 8), or the
       local C++ worker's cap on parallel client computations (TFF's OOM guard;
       default none).
 
@@ -161,18 +162,32 @@ def configure_execution_context(runtime: str = DEFAULT_RUNTIME, workers: tuple =
     from fedcmi_tff.backends import inprocess  # pylint: disable=g-import-not-at-top
     context = inprocess.InProcessContext(clients_in_flight=max_concurrent_clients)
     tff.framework.set_default_context(context)
-    return context.describe()
-  if runtime == 'tff_cpp':
+    description = f'inprocess: {context.describe()}'
+  elif runtime == 'tff_cpp':
     tff.backends.native.set_sync_local_cpp_execution_context(
         max_concurrent_computation_calls=max_concurrent_clients or -1)
-    return 'local C++ worker' + (f' (max {max_concurrent_clients} concurrent clients)'
-                                 if max_concurrent_clients else '')
-  if len(workers) == 1:
+    description = 'tff_cpp: local C++ worker' + (
+        f' (max {max_concurrent_clients} concurrent clients)' if max_concurrent_clients else '')
+  elif len(workers) == 1:
     tff.framework.set_default_context(_remote_context(workers[0], sync=True))
-    return f'remote worker {workers[0]}'
-  tff.backends.native.set_mergeable_comp_execution_context(
-      [_remote_context(a, sync=False) for a in workers])
-  return f'{len(workers)} remote workers (mergeable): {", ".join(workers)}'
+    description = f'tff_remote: remote worker {workers[0]}'
+  else:
+    tff.backends.native.set_mergeable_comp_execution_context(
+        [_remote_context(a, sync=False) for a in workers])
+    description = (f'tff_remote: {len(workers)} remote workers (mergeable): '
+                   f'{", ".join(workers)}')
+  _installed[:] = [tff.framework.get_context_stack().current, description]
+  return description
+
+
+def current_runtime() -> str:
+  """A one-line description of TFF's current execution context (recorded in summary.json)."""
+  import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  context = tff.framework.get_context_stack().current
+  if _installed and _installed[0] is context:
+    return _installed[1]
+  describe = getattr(context, 'describe', None)
+  return describe() if callable(describe) else type(context).__name__
 
 
 def run_program(main) -> None:
