@@ -4,7 +4,8 @@ For each size, writes a CREMA-D-shaped raw folder (tests/av_fixtures.py: 1-s WAV
 three 64x64 frames per clip, the published split files), prepares it with
 `python -m fedcmi_tff.prepare`, then runs one FedCMI round over all clients
 with `python -m fedcmi_tff.train` and samples the resident memory of the
-training process and its TFF worker every 0.1 s.  Prints one table row per size.
+training process and its children (a TFF worker under --runtime=tff_cpp) every
+0.1 s.  Prints one table row per size.
 
   venv/bin/python benchmarks/streaming_memory.py --actors=10,40 --image_size=112
 
@@ -34,6 +35,7 @@ from tests import av_fixtures  # noqa: E402  pylint: disable=g-import-not-at-top
 _ACTORS = flags.DEFINE_list('actors', ['10', '40'], 'Actors per size; 6 clips per actor.')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 112, 'Frames are decoded at this size.')
 _WORK_DIR = flags.DEFINE_string('work_dir', None, 'Where the data go (default: a temp folder).')
+_RUNTIME = flags.DEFINE_string('runtime', 'inprocess', 'The train program\'s --runtime.')
 
 
 def _peak_rss(proc: subprocess.Popen) -> tuple:
@@ -93,7 +95,8 @@ def main(argv):
          f'--data_dir={prepared_dir}', '--rounds=1', '--num_clients=4', '--clients_per_round=4',
          '--multi_ratio=1', '--dirichlet_alpha=inf', '--local_epochs=1', '--batch_size=16',
          '--shuffle_buffer_size=64', '--eval_batch_size=32', f'--image_size={size}',
-         '--augmentation=resized_crop_flip', f'--output_dir={run_dir}'],
+         '--augmentation=resized_crop_flip', f'--runtime={_RUNTIME.value}',
+         f'--output_dir={run_dir}'],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak, train_seconds = _peak_rss(proc)
     clips = actors * 6
