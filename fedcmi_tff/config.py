@@ -2,7 +2,7 @@
 
 No TensorFlow, no absl: the drivers map flags onto these objects and the library
 takes them as explicit arguments.  Every field name states the quantity it
-controls (ALGORITHM.md section 3, project decisions 1-3).
+controls (docs/algorithm.md, 'Symbols and parameter names' and decisions 1-3).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import math
 class Objective(str, enum.Enum):
   """Client objective of an algorithm; the server side is shared."""
 
-  # FedCMI: fused CE + self-head CE + infiltration distillation (ALGORITHM.md 3.2-3.4).
+  # FedCMI: fused CE + self-head CE + infiltration distillation (docs/algorithm.md,
+  # 'Client update').
   FEDCMI = 'fedcmi'
   # FedAvg / FedProx: fused CE only; unimodal clients fill the missing slot with zeros.
   FUSED_ONLY = 'fused_only'
@@ -73,7 +74,10 @@ class LocalTrainingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
-  """The client loss.  Defaults are FedCMI's code defaults (ALGORITHM.md 6.4)."""
+  """The client loss.
+
+  Defaults are FedCMI's code defaults (docs/algorithm.md, 'Symbols and parameter names').
+  """
 
   objective: Objective = Objective.FEDCMI
   # lambda: weight of the infiltration (cross-modal distillation) loss; 0 = no infiltration.
@@ -114,7 +118,7 @@ class ObjectiveConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Encoder pair and heads (ALGORITHM.md section 2, project decision 8)."""
+  """Encoder pair and heads (docs/algorithm.md, 'The decomposed model' and decision 8)."""
 
   # Encoder of spectrogram, frame and image inputs: 'small' (fast, for the embedded
   # data and tests), 'resnet18' (the paper's audio-visual pair) or 'densenet121'

@@ -1,7 +1,7 @@
 """Tiny raw CREMA-D and AVE datasets in their published layouts, with injectable bad input.
 
-The layouts and quirks follow ../shared/design/DATASETS-AND-PEERS.md sections
-2.1 and 2.2: CREMA-D split files without header and with CRLF line ends,
+The layouts and quirks follow docs/datasets.md ('CREMA-D', 'AVE'): CREMA-D
+split files without header and with CRLF line ends,
 stat.csv with a UTF-8 BOM; AVE '&'-separated files whose class names contain
 commas and parentheses, a header line only in Annotations.txt, a video id that
 appears twice in trainSet.txt with two segments, and a class order (first

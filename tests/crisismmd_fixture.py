@@ -1,4 +1,4 @@
-"""A tiny raw CrisisMMD v2.0 folder for loader tests (DATASETS-AND-PEERS.md 2.3 fixture recipe).
+"""A tiny raw CrisisMMD v2.0 folder for loader tests (layout: docs/datasets.md, 'CrisisMMD v2.0').
 
 Writes the split TSVs (tab-separated, one header row, the nine CrisisMMD
 columns) for the informative and humanitarian tasks, optionally the

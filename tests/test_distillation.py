@@ -48,7 +48,7 @@ def test_dominance_ratio_hand_value():
 
 
 def _reference_temperatures(p_a, p_b, gamma):
-  """The authors' loop, re-written in plain Python (ALGORITHM.md 3.2 steps 3-6)."""
+  """The authors' loop in plain Python (docs/algorithm.md, 'Class-wise temperature' steps 2-5)."""
   k = len(p_a)
   ratios = [p_a[c] / p_b[c] for c in range(k) if p_b[c] != 0]
   average = sum(ratios) / len(ratios)

@@ -1,6 +1,6 @@
 """AVE (audio-visual event localisation): from the published download to the prepared format.
 
-Raw inputs (DATASETS-AND-PEERS.md 2.2):
+Raw inputs (docs/datasets.md, 'AVE'):
   <raw_dir>/AVE/<VideoID>.mp4          10-s clips (one video may carry several events)
   <raw_dir>/Annotations.txt            header "Category&VideoID&Quality&StartTime&EndTime"
   <raw_dir>/trainSet.txt, valSet.txt, testSet.txt   the same 5 '&' fields, no header

@@ -139,8 +139,9 @@ def build_federated_splits(splits, *, num_clients: int, dirichlet_alpha: float,
 
   Args:
     splits: a `synthetic_av.DatasetSplits` or a `prepared.PreparedSplits`.
-    num_clients, dirichlet_alpha, balance_cap: the label split (ALGORITHM.md 6.2).
-    multi_ratio: fraction of multimodal clients (6.3).
+    num_clients, dirichlet_alpha, balance_cap: the label split (docs/algorithm.md,
+      'Federation set-up').
+    multi_ratio: fraction of multimodal clients (same section).
     seed: seeds the label split; seed + 1 seeds the kinds.
     only_modality: a modality name: every client holds only that modality.
   """

@@ -1,6 +1,6 @@
 """CREMA-D: from the published download to the prepared format.
 
-Raw inputs (DATASETS-AND-PEERS.md 2.1):
+Raw inputs (docs/datasets.md, 'CREMA-D'):
   <raw_dir>/AudioWAV/<clip>.wav              16 kHz mono PCM
   <raw_dir>/VideoFlash/<clip>.flv            video, used when no frame folder exists
   <frames_dir>/<clip>/00000.jpg, 00030.jpg   frames at 1 fps (the repos' Image-01-FPS)

@@ -2,8 +2,7 @@
 
 Reads the split TSVs of `crisismmd_datasplit_all` (or the agreed-label
 variant) and the tweet images under `data_image/`, and writes a prepared
-dataset (`prepared.py`) with two modalities (DATASETS-AND-PEERS.md 2.3,
-ALGORITHM.md 6.1):
+dataset (`prepared.py`) with two modalities (docs/datasets.md, 'CrisisMMD v2.0'):
 
   image  one JPEG per example: padded to a centred black square, resized to
          228 x 228, re-encoded at quality 95; centre-cropped to 224/228 and

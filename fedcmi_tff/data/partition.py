@@ -1,4 +1,4 @@
-"""Statistical and modality heterogeneity (ALGORITHM.md 6.2, 6.3 and section 4).
+"""Statistical and modality heterogeneity (docs/algorithm.md, 'Federation set-up').
 
 Pure numpy, seeded: the same arguments always give the same split.
 """

@@ -26,7 +26,7 @@ one resumes; delete the folder to prepare again.
 Class names.  `_info` runs before any data is read, so ClassLabel names come
 from the config: CREMA-D `crema_d.DEFAULT_CLASSES` (stat.csv order), CrisisMMD
 `crisismmd.TASK_CLASSES[task]`, AVE the 28 names in the PMR / FedCMI order
-(first appearance in testSet.txt, DATASETS-AND-PEERS.md 2.2), `AVE_CLASSES`.
+(first appearance in testSet.txt, docs/datasets.md 'AVE'), `AVE_CLASSES`.
 AVE's preparation derives the order from testSet.txt; rather than mutate the
 ClassLabel after `_info` (TFDS lets a label without names get them later, but
 then `builder.info` means different things before and after preparation) the

@@ -1,4 +1,4 @@
-"""Modality-masked group averaging (ALGORITHM.md section 4), as pure TF maths.
+"""Modality-masked group averaging (docs/algorithm.md, 'Server'), as pure TF maths.
 
 Each variable belongs to a group (slot a, slot b, fusion).  A client's
 contribution to a variable is weighted by its weight for that variable's group

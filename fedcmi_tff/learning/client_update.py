@@ -2,7 +2,7 @@
 
 No TFF here: `build_client_update_fn` returns a `tf.function` that the TFF
 wiring (`processes.py`) calls inside a `tff.tensorflow.computation`, and that
-unit tests call directly.  It implements ALGORITHM.md section 3:
+unit tests call directly.  It implements docs/algorithm.md, 'Client update':
 
 * weights and a frozen teacher copy are loaded from the global model;
 * on multimodal clients, after the warm-up, a class-wise temperature table is

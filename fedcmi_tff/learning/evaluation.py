@@ -1,6 +1,6 @@
 """Evaluation of the global model on the test split (pure TensorFlow).
 
-Reports the five inference paths of ALGORITHM.md section 5 (fused, each
+Reports the five inference paths of docs/algorithm.md, 'Evaluation' (fused, each
 modality's own unimodal path, each modality zero-filled) and, per project
 decision 6, per-class accuracy with macro, worst-class and spread.
 """

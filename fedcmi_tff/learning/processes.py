@@ -83,7 +83,8 @@ def build_multimodal_client_work(model_fn: Callable, element_spec,
   @tff.tensorflow.computation(tf.int32, weights_type, data_type)
   def train_on_client(round_num, initial_weights, dataset):
     # Build the Keras models inside the computation; the stateful work happens in
-    # the tf.function returned by build_client_update_fn (STACK.md pitfall 2).
+    # the tf.function returned by build_client_update_fn: variable assignments made
+    # directly in a tff.tensorflow.computation body are silently dropped.
     model = model_fn()
     teacher = model_fn() if objective.uses_infiltration else None
     update_fn = client_update_lib.build_client_update_fn(model, teacher, objective, training,

@@ -2,7 +2,8 @@
 
 FedCMI (arXiv 2401.00894) distils the global model's dominant modality into the
 weak modality's infiltration projection with a per-class temperature.  The
-quantities below follow ALGORITHM.md section 3.2:
+quantities below follow docs/algorithm.md ('Multimodal FedCMI clients',
+'Class-wise temperature'):
 
 * dominance ratio  rho = sum_i softmax(l_a,i)[y_i] / sum_i softmax(l_b,i)[y_i]
 * infiltration loss  mean_i H(softmax(teacher_i / tau_{y_i}), softmax(student_i / tau_{y_i}))

@@ -1,4 +1,4 @@
-"""Client learning-rate schedule of the authors' code (ALGORITHM.md 3.1)."""
+"""Client learning-rate schedule of the authors' code (docs/algorithm.md, 'Client update')."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Per-modality encoders (Keras, channels-last).
 
 * `small_*`: a fast conv stack for the embedded dataset and tests on a 2-core CPU.
-* `resnet18_*`: the paper's ResNet-18 body (ALGORITHM.md 2.1 and 8): 7x7/2 conv,
-  3x3/2 max-pool, four stages of two BasicBlocks (64-128-256-512), symmetric
-  zero padding as in PyTorch, no conv bias, BN momentum 0.9 / eps 1e-5, Kaiming
-  fan-out init.
+* `resnet18_*`: the paper's ResNet-18 body (docs/algorithm.md, 'The decomposed model'):
+  7x7/2 conv, 3x3/2 max-pool, four stages of two BasicBlocks (64-128-256-512),
+  symmetric zero padding as in PyTorch, no conv bias, BN momentum 0.9 / eps 1e-5,
+  Kaiming fan-out init.
 
 * `densenet121`: Keras' DenseNet-121 with its 1000-d top as the feature, as the
   authors' CrisisMMD image encoder (trained from scratch).
@@ -119,7 +119,7 @@ def build_encoder(input_shape: tuple, kind: str, name: str,
     vocabulary_size: token id range of a text input.
     pretrained_path: a local Keras model file used as the text encoder body.
     feature_dim: if set, a Linear + BN + ReLU adapter maps the features to this
-      size (ALGORITHM.md 3.5: both CrisisMMD encoders are adapted to 100-d).
+      size (docs/algorithm.md, decision 7: both CrisisMMD encoders are adapted to 100-d).
   """
   inputs = tf.keras.Input(shape=input_shape, name=f'{name}_input')
   if len(input_shape) == 1:

@@ -1,4 +1,4 @@
-"""The decomposed two-modality classifier of FedCMI (ALGORITHM.md section 2).
+"""The decomposed two-modality classifier of FedCMI (docs/algorithm.md, 'The decomposed model').
 
 Per modality slot m in {a, b}: an encoder E_m, a self projector P_mm, an
 infiltration projector P_mn that maps m into the other slot, and one classifier
@@ -27,7 +27,7 @@ from fedcmi_tff.models import encoders
 # parameters a loss touches (PyTorch skips parameters whose gradient is None).
 ROLES = ('encoder_a', 'self_a', 'infil_a', 'head_a',
          'encoder_b', 'self_b', 'infil_b', 'head_b', 'fusion')
-# Aggregation groups: slot a, slot b, fusion (ALGORITHM.md 2.6).
+# Aggregation groups: slot a, slot b, fusion (docs/algorithm.md, 'The decomposed model').
 GROUP_A, GROUP_B, GROUP_FUSION = 0, 1, 2
 NUM_GROUPS = 3
 _ROLE_GROUP = {r: (GROUP_A if r.endswith('_a') else GROUP_B if r.endswith('_b')
@@ -156,7 +156,7 @@ class DecomposedModel(tf.keras.Model):
     return self._fuse(tf.zeros_like(z_bb), z_bb)
 
   def evaluation_logits(self, x) -> collections.OrderedDict:
-    """The five inference paths of ALGORITHM.md section 5, in eval mode."""
+    """The five inference paths of docs/algorithm.md, 'Evaluation', in eval mode."""
     f_a = self.encoder_a(x[self.modality_names[0]], training=False)
     f_b = self.encoder_b(x[self.modality_names[1]], training=False)
     z_aa, z_ab = self.self_projector_a(f_a), self.infil_projector_a(f_a)
