@@ -18,11 +18,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from fedcmi_tff.data import ave  # noqa: E402
-from fedcmi_tff.data import crema_d  # noqa: E402
-from fedcmi_tff.data import crisismmd  # noqa: E402
 from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
+from fedcmi_tff.preparation import ave  # noqa: E402
+from fedcmi_tff.preparation import crema_d  # noqa: E402
+from fedcmi_tff.preparation import crisismmd  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 
 _DATASET = flags.DEFINE_enum('dataset', None, list(registry.PREPARED_DATASETS),

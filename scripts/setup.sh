@@ -38,9 +38,9 @@ if [[ "$version" != "3.11" ]]; then
   exit 1
 fi
 
-# ffmpeg decodes the raw CREMA-D .flv / AVE .mp4 clips (fedcmi_tff/data/video.py). Installed from
-# Debian's `ffmpeg` package only when missing; a failed install warns but does not stop the setup
-# (everything else, and prepared frame folders, work without it).
+# ffmpeg decodes the raw CREMA-D .flv / AVE .mp4 clips (fedcmi_tff/preparation/video.py).
+# Installed from Debian's `ffmpeg` package only when missing; a failed install warns but does not
+# stop the setup (everything else, and prepared frame folders, work without it).
 if ! command -v ffmpeg >/dev/null 2>&1; then
   echo "setup.sh: ffmpeg is not on PATH; installing Debian's ffmpeg package with apt-get" >&2
   as_root=""

@@ -1,5 +1,5 @@
-"""Audio decoding and spectrogram recipes (data/audio.py), ffmpeg frames and soundtracks
-(data/video.py), and the raw-layout fixtures (tests/av_fixtures.py)."""
+"""Audio decoding and spectrogram recipes (preparation/audio.py), ffmpeg frames and soundtracks
+(preparation/video.py), and the raw-layout fixtures (tests/av_fixtures.py)."""
 
 import csv
 import os
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcmi_tff.data import audio
-from fedcmi_tff.data import video
+from fedcmi_tff.preparation import audio
+from fedcmi_tff.preparation import video
 from tests import av_fixtures as fx
 
 # ----------------------------------------------------------------------------- independent reference

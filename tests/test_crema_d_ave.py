@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcmi_tff.data import ave
-from fedcmi_tff.data import crema_d
 from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import ave
+from fedcmi_tff.preparation import crema_d
 from tests import av_fixtures
 
 OPTIONS = prepared.LoadOptions(num_frames=3, image_size=16)

@@ -1,4 +1,5 @@
-"""CrisisMMD v2.0 loader: raw TSVs + images -> prepared dataset (fedcmi_tff/data/crisismmd.py)."""
+"""CrisisMMD v2.0 loader: raw TSVs + images -> prepared dataset
+(fedcmi_tff/preparation/crisismmd.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fedcmi_tff.data import crisismmd
 from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import crisismmd
 from tests import crisismmd_fixture
 
 INFORMATIVE = crisismmd.TASK_CLASSES['informative']

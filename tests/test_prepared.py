@@ -10,6 +10,7 @@ import tensorflow as tf
 from fedcmi_tff.data import client_data
 from fedcmi_tff.data import modalities
 from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import writer as writer_lib
 
 SPECS = (prepared.ModalitySpec('audio', 'float_tensor', (5, 4)),
          prepared.ModalitySpec('visual', 'jpeg_frames', (), normalisation='imagenet'))
@@ -29,13 +30,13 @@ def _audio(i):
 
 
 def _write_av(root, n_train=6, n_test=3, frames_per_clip=2):
-  writer = prepared.PreparedDatasetWriter(str(root), 'toy', SPECS, ('a', 'b', 'c'),
-                                          {'recipe': 1}, source='generated')
+  writer = writer_lib.PreparedDatasetWriter(str(root), 'toy', SPECS, ('a', 'b', 'c'),
+                                            {'recipe': 1}, source='generated')
   for split, n in (('train', n_train), ('test', n_test)):
     for i in range(n):
       frames = [_jpeg(40 * f + 10 * i) for f in range(frames_per_clip)]
       writer.write(split, f'{split}{i}', i % 3, {'audio': _audio(i), 'visual': frames})
-  report = prepared.PreparationReport()
+  report = writer_lib.PreparationReport()
   report.skip('audio file missing', 'x.wav')
   return writer.finish(report)
 
@@ -68,14 +69,14 @@ def test_round_trip_shapes_values_and_frame_padding(av_dir):
 
 
 def test_image_crop_and_token_ids(tmp_path):
-  writer = prepared.PreparedDatasetWriter(str(tmp_path / 'mm'), 'toy_text', TEXT_SPECS,
-                                          ('no', 'yes'), {}, source='generated')
+  writer = writer_lib.PreparedDatasetWriter(str(tmp_path / 'mm'), 'toy_text', TEXT_SPECS,
+                                            ('no', 'yes'), {}, source='generated')
   pixels = np.zeros((32, 32, 3), np.uint8)
   pixels[8:24, 8:24] = 200  # a bright centre square, black around it
   image = tf.io.encode_jpeg(pixels, quality=100).numpy()
   for split in prepared.SPLITS:
     writer.write(split, 'e0', 1, {'image': image, 'text': [3, 8, 1, 0, 0, 0]})
-  writer.finish(prepared.PreparationReport())
+  writer.finish(writer_lib.PreparationReport())
   splits = prepared.load_prepared(str(tmp_path / 'mm'), 'toy_text', OPTIONS)
   assert splits.train.vocabulary_sizes == {'text': 9}
   assert splits.train.input_shapes == {'image': (8, 8, 3), 'text': (6,)}
@@ -109,16 +110,16 @@ def test_manifest_errors_name_the_problem(tmp_path, av_dir):
 
 def test_writer_refuses_finished_or_foreign_preparations(tmp_path, av_dir):
   with pytest.raises(prepared.DataFormatError, match='already holds a finished'):
-    prepared.PreparedDatasetWriter(av_dir, 'toy', SPECS, ('a', 'b', 'c'), {'recipe': 1}, 'x')
-  assert prepared.finished_manifest(av_dir, 'toy', {'recipe': 1})['dataset'] == 'toy'
+    writer_lib.PreparedDatasetWriter(av_dir, 'toy', SPECS, ('a', 'b', 'c'), {'recipe': 1}, 'x')
+  assert writer_lib.finished_manifest(av_dir, 'toy', {'recipe': 1})['dataset'] == 'toy'
   with pytest.raises(prepared.DataFormatError, match='choose another output folder'):
-    prepared.finished_manifest(av_dir, 'toy', {'recipe': 2})
-  assert prepared.finished_manifest(str(tmp_path / 'new'), 'toy', {'recipe': 1}) is None
-  prepared.PreparedDatasetWriter(str(tmp_path / 'half'), 'toy', SPECS, ('a', 'b', 'c'),
-                                 {'recipe': 1}, 'x')
+    writer_lib.finished_manifest(av_dir, 'toy', {'recipe': 2})
+  assert writer_lib.finished_manifest(str(tmp_path / 'new'), 'toy', {'recipe': 1}) is None
+  writer_lib.PreparedDatasetWriter(str(tmp_path / 'half'), 'toy', SPECS, ('a', 'b', 'c'),
+                                   {'recipe': 1}, 'x')
   with pytest.raises(prepared.DataFormatError, match='unfinished preparation with another'):
-    prepared.PreparedDatasetWriter(str(tmp_path / 'half'), 'toy', SPECS, ('a', 'b', 'c'),
-                                   {'recipe': 2}, 'x')
+    writer_lib.PreparedDatasetWriter(str(tmp_path / 'half'), 'toy', SPECS, ('a', 'b', 'c'),
+                                     {'recipe': 2}, 'x')
 
 
 def test_prepare_examples_counts_skips_and_resumes(tmp_path):
@@ -127,17 +128,17 @@ def test_prepare_examples_counts_skips_and_resumes(tmp_path):
   def build(payload):
     built.append(payload)
     if payload == 'missing':
-      raise prepared.SkipExample('audio file missing', 'clip-missing.wav')
+      raise writer_lib.SkipExample('audio file missing', 'clip-missing.wav')
     return {'audio': _audio(0), 'visual': [_jpeg(10)]}
 
   items = [('train', 'a', 0, 'a'), ('train', 'missing', 1, 'missing'), ('train', 'b', 1, 'b'),
            ('test', 'c', 2, 'c')]
 
   def run():
-    writer = prepared.PreparedDatasetWriter(str(tmp_path / 'p'), 'toy', SPECS, ('a', 'b', 'c'),
-                                            {}, 'x')
-    report = prepared.PreparationReport()
-    prepared.prepare_examples(writer, report, items, build, workers=2)
+    writer = writer_lib.PreparedDatasetWriter(str(tmp_path / 'p'), 'toy', SPECS, ('a', 'b', 'c'),
+                                              {}, 'x')
+    report = writer_lib.PreparationReport()
+    writer_lib.prepare_examples(writer, report, items, build, workers=2)
     return writer, report
 
   writer, report = run()
@@ -173,10 +174,10 @@ def test_clients_stream_from_disk_and_read_only_what_they_hold(av_dir, tmp_path)
   assert not np.any(only_a[0]['x']['visual']) and np.any(only_a[0]['x']['audio'])
   # An audio-only client never decodes frames: it still reads examples whose JPEGs are broken.
   broken = tmp_path / 'broken'
-  writer = prepared.PreparedDatasetWriter(str(broken), 'toy', SPECS, ('a', 'b', 'c'), {}, 'x')
+  writer = writer_lib.PreparedDatasetWriter(str(broken), 'toy', SPECS, ('a', 'b', 'c'), {}, 'x')
   for split in prepared.SPLITS:
     writer.write(split, 'e', 0, {'audio': _audio(1), 'visual': [b'not a jpeg']})
-  writer.finish(prepared.PreparationReport())
+  writer.finish(writer_lib.PreparationReport())
   bad = prepared.load_prepared(str(broken), 'toy', OPTIONS)
   cd = client_data.MultimodalClientData(bad.train, [[0], [0]],
                                         [modalities.ClientKind.ONLY_A,

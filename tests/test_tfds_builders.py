@@ -13,9 +13,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import gcs_utils
 
-from fedcmi_tff.data import crisismmd
 from fedcmi_tff.data import prepared
-from fedcmi_tff.data import tfds_builders
+from fedcmi_tff.preparation import crisismmd
+from fedcmi_tff.preparation import tfds_builders
+from fedcmi_tff.preparation import writer as writer_lib
 from tests import av_fixtures
 from tests import crisismmd_fixture
 
@@ -100,7 +101,7 @@ def crema(tmp_path_factory):
 def test_crema_d_default_config_matches_the_preparation(crema):
   info, builder, data_dir, download_dir = crema
   assert builder.builder_config.name == 'scipy_16k_3s'
-  from fedcmi_tff.data import crema_d  # pylint: disable=g-import-not-at-top
+  from fedcmi_tff.preparation import crema_d  # pylint: disable=g-import-not-at-top
   assert builder.info.features['label'].names == list(crema_d.DEFAULT_CLASSES)
   folder, manifest = _manifest(builder, info['root'], download_dir)
   assert manifest['splits']['train']['count'] == len(info['train'])
@@ -132,7 +133,7 @@ def test_crema_d_rerun_does_no_work_and_preparation_is_reused(crema, tmp_path, m
   assert [p.stat().mtime for p in files] == mtimes
   monkeypatch.undo()
   # Another data_dir with the same download_dir: the finished preparation is found.
-  monkeypatch.setattr(prepared, 'PreparedDatasetWriter', fail)
+  monkeypatch.setattr(writer_lib, 'PreparedDatasetWriter', fail)
   other = _build('fedcmi_crema_d', None, info['root'], str(tmp_path / 'tfds2'), download_dir)
   assert other.info.splits['train'].num_examples == len(info['train'])
 
@@ -229,9 +230,9 @@ def test_crisismmd_configs(crisis_raw, tmp_path, config_name):
 def test_import_is_light_and_safe_twice():
   code = '\n'.join([
       'import importlib, importlib.util, sys',
-      'from fedcmi_tff.data import tfds_builders as m',
-      "heavy = sorted(k for k in ('tensorflow_io', 'fedcmi_tff.data.audio',",
-      "                           'fedcmi_tff.data.video') if k in sys.modules)",
+      'from fedcmi_tff.preparation import tfds_builders as m',
+      "heavy = sorted(k for k in ('tensorflow_io', 'fedcmi_tff.preparation.audio',",
+      "                           'fedcmi_tff.preparation.video') if k in sys.modules)",
       "assert not heavy, heavy",
       'importlib.reload(m)',
       "spec = importlib.util.spec_from_file_location('other_copy.tfds_builders', m.__file__)",

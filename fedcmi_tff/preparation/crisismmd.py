@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import writer as writer_lib
 
 DATASET_NAME = 'crisismmd'
 MODALITY_NAMES = ('image', 'text')
@@ -377,13 +378,13 @@ def _stored_image_features(payload) -> dict:
   """(image path, token ids) -> the features of one example; SkipExample if unusable."""
   image_path, ids = payload
   if not os.path.isfile(image_path):
-    raise prepared.SkipExample('image file missing', image_path)
+    raise writer_lib.SkipExample('image file missing', image_path)
   with open(image_path, 'rb') as f:
     encoded = f.read()
   try:
     jpeg = encode_stored_image(encoded)
   except (tf.errors.OpError, ValueError):
-    raise prepared.SkipExample('image undecodable', image_path) from None
+    raise writer_lib.SkipExample('image undecodable', image_path) from None
   return {'image': jpeg, 'text': ids}
 
 
@@ -392,7 +393,7 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
                       max_length: int = DEFAULT_MAX_LENGTH,
                       max_tokens: int = DEFAULT_MAX_TOKENS, vocabulary_file: str | None = None,
                       workers: int = 1,
-                      progress: Callable = prepared.identity_progress) -> dict:
+                      progress: Callable = writer_lib.identity_progress) -> dict:
   """Turns a raw CrisisMMD v2.0 folder into a prepared dataset.
 
   Reads and validates the train, dev and test TSVs before writing anything,
@@ -436,11 +437,11 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
   if vocabulary_file is not None and not os.path.isfile(vocabulary_file):
     raise prepared.DataFormatError(f'vocabulary file {vocabulary_file} does not exist')
   recipe = _recipe(task, agreed, label_column, max_length, max_tokens, vocabulary_file)
-  manifest = prepared.finished_manifest(output_dir, DATASET_NAME, recipe)
+  manifest = writer_lib.finished_manifest(output_dir, DATASET_NAME, recipe)
   if manifest is not None:
     return manifest
 
-  report = prepared.PreparationReport()
+  report = writer_lib.PreparationReport()
   paths = {s: find_split_file(raw_dir, task, s, agreed) for s in SOURCE_SPLITS}
   rows = {}
   for split in SOURCE_SPLITS:
@@ -474,11 +475,11 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
       payload = (os.path.join(raw_dir, row.image), [int(i) for i in row_ids])
       items.append((split, row.image_id, row.label_index, payload))
 
-  writer = prepared.PreparedDatasetWriter(
+  writer = writer_lib.PreparedDatasetWriter(
       output_dir, DATASET_NAME, modality_specs(max_length, len(vocabulary)), classes, recipe,
       source=os.path.abspath(raw_dir))
-  prepared.prepare_examples(writer, report, items, _stored_image_features, workers=workers,
-                            progress=progress)
+  writer_lib.prepare_examples(writer, report, items, _stored_image_features, workers=workers,
+                              progress=progress)
   text = {
       'cleaning': TEXT_CLEANING,
       'tokenizer': 'tf.keras.layers.TextVectorization',

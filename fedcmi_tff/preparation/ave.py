@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 
-from fedcmi_tff.data import audio
 from fedcmi_tff.data import prepared
-from fedcmi_tff.data import video
+from fedcmi_tff.preparation import audio
+from fedcmi_tff.preparation import video
+from fedcmi_tff.preparation import writer as writer_lib
 
 DATASET = 'ave'
 HEADER = ('Category', 'VideoID', 'Quality', 'StartTime', 'EndTime')
@@ -49,7 +50,7 @@ def read_rows(path: str, *, header: bool) -> list:
       without exactly 5 '&'-separated fields, or start/end times that are not
       integers with 0 <= start < end <= 10.
   """
-  lines = prepared.numbered_lines(path, encoding='utf-8-sig')
+  lines = writer_lib.numbered_lines(path, encoding='utf-8-sig')
   if header:
     if not lines or tuple(lines[0][1].split('&')) != HEADER:
       raise prepared.DataFormatError(
@@ -94,7 +95,7 @@ def class_order(test_rows: list) -> tuple:
 
 
 def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
-                progress=prepared.identity_progress) -> dict:
+                progress=writer_lib.identity_progress) -> dict:
   """Prepares AVE into output_dir; returns the manifest."""
   recipe_obj = audio.SCIPY_16K_10S
   annotations = read_rows(os.path.join(raw_dir, 'Annotations.txt'), header=True)
@@ -110,11 +111,11 @@ def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
   recipe = {'spectrogram': 'scipy_16k_10s', 'spectrogram_shape': list(recipe_obj.output_shape),
             'segment': 'annotated [StartTime, EndTime]',
             'frames': {'fps': 1, 'min_frames': MIN_FRAMES}, 'class_order': 'testSet.txt'}
-  done = prepared.finished_manifest(output_dir, DATASET, recipe)
+  done = writer_lib.finished_manifest(output_dir, DATASET, recipe)
   if done is not None:
     return done
 
-  report = prepared.PreparationReport()
+  report = writer_lib.PreparationReport()
   report.count_read('val', len(rows['val']))
   report.notes.append(f'valSet.txt: {len(rows["val"])} rows checked, not written (unused by '
                       'the FedCMI code)')
@@ -139,7 +140,7 @@ def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
   def build_features(r):
     clip = os.path.join(raw_dir, 'AVE', f'{r.video_id}.mp4')
     if not os.path.exists(clip):
-      raise prepared.SkipExample('video file missing', clip)
+      raise writer_lib.SkipExample('video file missing', clip)
     wav = os.path.join(raw_dir, 'Audios', f'{r.video_id}.wav')
     try:
       if os.path.exists(wav):
@@ -147,24 +148,24 @@ def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
       else:
         samples = video.extract_audio(clip, recipe_obj.sample_rate)
     except (audio.AudioDecodeError, video.VideoDecodeError) as e:
-      raise prepared.SkipExample('audio undecodable', str(e)) from None
+      raise writer_lib.SkipExample('audio undecodable', str(e)) from None
     try:
       samples = audio.segment(samples, recipe_obj.sample_rate, r.start, r.end)
     except ValueError as e:  # the clip ends before the annotated segment starts
-      raise prepared.SkipExample('audio segment empty', f'{clip} [{r.start}, {r.end}]: {e}') from None
+      raise writer_lib.SkipExample('audio segment empty', f'{clip} [{r.start}, {r.end}]: {e}') from None
     spec = audio.log_spectrogram(samples, recipe_obj)
     try:
       frames = video.extract_frames(clip, fps=1.0, start_seconds=r.start, end_seconds=r.end,
                                     min_frames=MIN_FRAMES)
     except video.VideoDecodeError as e:
-      raise prepared.SkipExample('frames undecodable', str(e)) from None
+      raise writer_lib.SkipExample('frames undecodable', str(e)) from None
     return {'audio': spec, 'visual': frames}
 
   if items:
     video.ffmpeg_path()  # fails early with install instructions
-  writer = prepared.PreparedDatasetWriter(
+  writer = writer_lib.PreparedDatasetWriter(
       output_dir, DATASET, audio.audio_visual_modalities(recipe_obj), classes, recipe,
       source=os.path.abspath(raw_dir))
-  prepared.prepare_examples(writer, report, items, build_features, workers=workers,
-                            progress=progress)
+  writer_lib.prepare_examples(writer, report, items, build_features, workers=workers,
+                              progress=progress)
   return writer.finish(report)

@@ -27,7 +27,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from fedcmi_tff.data import audio
+from fedcmi_tff.preparation import audio
 
 _JPEG_SUFFIXES = ('.jpg', '.jpeg')
 _JPEG_MAGIC = b'\xff\xd8'

@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import re
 
-from fedcmi_tff.data import audio
 from fedcmi_tff.data import prepared
-from fedcmi_tff.data import video
+from fedcmi_tff.preparation import audio
+from fedcmi_tff.preparation import video
+from fedcmi_tff.preparation import writer as writer_lib
 
 DATASET = 'crema_d'
 # stat.csv order of the OGM-GE / PMR / FedCMI repositories.
@@ -34,7 +35,7 @@ FRAME_SOURCES = ('auto', 'folder', 'video')
 def read_class_list(path: str) -> tuple:
   """Class names of stat.csv, one per line, UTF-8 with or without a BOM."""
   names = []
-  for number, line in prepared.numbered_lines(path, encoding='utf-8-sig'):
+  for number, line in writer_lib.numbered_lines(path, encoding='utf-8-sig'):
     name = line.strip()
     if not name:
       continue
@@ -58,7 +59,7 @@ def read_split(path: str, classes: tuple) -> list:
       disagrees with the emotion field of the clip name.
   """
   rows = []
-  for number, line in prepared.numbered_lines(path):
+  for number, line in writer_lib.numbered_lines(path):
     if not line.strip():
       continue
     fields = line.split(',')
@@ -98,7 +99,7 @@ def _frame_source(raw_dir: str, frames_dir: str | None, frame_source: str):
 def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = None,
                     frames_dir: str | None = None, frame_source: str = 'auto',
                     spectrogram: str = 'scipy_16k_3s', workers: int = 1,
-                    progress=prepared.identity_progress) -> dict:
+                    progress=writer_lib.identity_progress) -> dict:
   """Prepares CREMA-D into output_dir; returns the manifest.
 
   Args:
@@ -124,11 +125,11 @@ def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = No
   recipe = {'spectrogram': spectrogram, 'spectrogram_shape': list(recipe_obj.output_shape),
             'frames': {'source': source, 'fps': 1, 'min_frames': MIN_FRAMES},
             'split_files': 'train.csv/test.csv (OGM-GE, PMR, FedCMI)'}
-  done = prepared.finished_manifest(output_dir, DATASET, recipe)
+  done = writer_lib.finished_manifest(output_dir, DATASET, recipe)
   if done is not None:
     return done
 
-  report = prepared.PreparationReport()
+  report = writer_lib.PreparationReport()
   items = []
   for split, rows in splits.items():
     seen = set()
@@ -143,31 +144,31 @@ def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = No
   def build_features(clip):
     wav = os.path.join(raw_dir, 'AudioWAV', f'{clip}.wav')
     if not os.path.exists(wav):
-      raise prepared.SkipExample('audio file missing', wav)
+      raise writer_lib.SkipExample('audio file missing', wav)
     try:
       spec = audio.spectrogram_from_wav(wav, recipe_obj)
     except audio.AudioDecodeError as e:
-      raise prepared.SkipExample('audio undecodable', str(e)) from None
+      raise writer_lib.SkipExample('audio undecodable', str(e)) from None
     try:
       if source == 'folder':
         folder = os.path.join(frames_dir, clip)
         if not os.path.isdir(folder):
-          raise prepared.SkipExample('frame folder missing', folder)
+          raise writer_lib.SkipExample('frame folder missing', folder)
         frames = video.read_frame_folder(folder)
       else:
         clip_video = os.path.join(raw_dir, 'VideoFlash', f'{clip}.flv')
         if not os.path.exists(clip_video):
-          raise prepared.SkipExample('video file missing', clip_video)
+          raise writer_lib.SkipExample('video file missing', clip_video)
         frames = video.extract_frames(clip_video, fps=1.0, min_frames=MIN_FRAMES)
     except video.VideoDecodeError as e:
-      raise prepared.SkipExample('frames undecodable', str(e)) from None
+      raise writer_lib.SkipExample('frames undecodable', str(e)) from None
     return {'audio': spec, 'visual': frames}
 
-  writer = prepared.PreparedDatasetWriter(
+  writer = writer_lib.PreparedDatasetWriter(
       output_dir, DATASET, audio.audio_visual_modalities(recipe_obj), classes, recipe,
       source=os.path.abspath(raw_dir))
-  prepared.prepare_examples(writer, report, items, build_features, workers=workers,
-                            progress=progress)
+  writer_lib.prepare_examples(writer, report, items, build_features, workers=workers,
+                              progress=progress)
   if source == 'folder':
     report.notes.append(f'frames read from {frames_dir}')
   return writer.finish(report)

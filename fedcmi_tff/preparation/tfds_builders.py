@@ -5,7 +5,7 @@ Three `tfds.core.GeneratorBasedBuilder`s, registered as `fedcmi_crema_d`,
 calls once the raw download sits in a `manual_dir`:
 
     import tensorflow_datasets as tfds
-    from fedcmi_tff.data import tfds_builders  # registers the builders
+    from fedcmi_tff.preparation import tfds_builders  # registers the builders
 
     config = tfds.download.DownloadConfig(manual_dir='/data/CREMA-D',
                                           try_download_gcs=False)
@@ -60,8 +60,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from fedcmi_tff.data import crisismmd
 from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import crisismmd
 
 VERSION = tfds.core.Version('1.0.0')
 RELEASE_NOTES = {'1.0.0': 'Initial release: the fedcmi_tff preparation recipes.'}
@@ -420,14 +420,14 @@ class FedcmiCremaD(_PreparedBuilder, skip_registration=_skip_if_registered('fedc
   def _class_names(self) -> tuple:
     if self.builder_config.class_names:
       return tuple(self.builder_config.class_names)
-    from fedcmi_tff.data import crema_d  # pylint: disable=g-import-not-at-top
+    from fedcmi_tff.preparation import crema_d  # pylint: disable=g-import-not-at-top
     return tuple(crema_d.DEFAULT_CLASSES)
 
   def _modality_features(self) -> dict:
     return _audio_visual_features(self.builder_config.audio_shape)
 
   def _prepare(self, raw_dir, output_dir, progress):
-    from fedcmi_tff.data import crema_d  # pylint: disable=g-import-not-at-top
+    from fedcmi_tff.preparation import crema_d  # pylint: disable=g-import-not-at-top
     return crema_d.prepare_crema_d(raw_dir, output_dir,
                                    spectrogram=self.builder_config.spectrogram,
                                    workers=self._workers, progress=progress)
@@ -465,7 +465,7 @@ class FedcmiAve(_PreparedBuilder, skip_registration=_skip_if_registered('fedcmi_
     return _audio_visual_features((257, 1004))
 
   def _prepare(self, raw_dir, output_dir, progress):
-    from fedcmi_tff.data import ave  # pylint: disable=g-import-not-at-top
+    from fedcmi_tff.preparation import ave  # pylint: disable=g-import-not-at-top
     return ave.prepare_ave(raw_dir, output_dir, workers=self._workers, progress=progress)
 
 
