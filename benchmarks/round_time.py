@@ -103,17 +103,19 @@ def _tree_rss_mib() -> float:
 class _PlainRunner:
   """The ideal loop: the client-update tf.function, called client by client, mean in numpy."""
 
-  def __init__(self, model_fn, config, loop):
+  def __init__(self, model_fn, config, loop, total_rounds):
     # pylint: disable=g-import-not-at-top
     import numpy as np
+    from fedcmi_tff.algorithms import registry
     from fedcmi_tff.learning import client_update
-    from fedcmi_tff.learning import processes
-    objective = processes.objective_for_algorithm(config.algorithm, config.objective)
+    objective = registry.client_objective(config.algorithm, config.objective)
     self._np = np
     self._model = model_fn()
-    teacher = model_fn() if objective.uses_infiltration else None
-    self._update = client_update.build_client_update_fn(self._model, teacher, objective,
-                                                        config.training, loop)
+    teacher = model_fn() if objective.needs_teacher else None
+    self._update = client_update.build_client_update_fn(
+        self._model, teacher, objective, config.training,
+        registry.proximal_strength(config.algorithm, config.objective), loop,
+        total_rounds=total_rounds)
     self._groups = self._model.variable_groups()
 
   def initial(self, weights):
@@ -152,9 +154,8 @@ def _measure(runtime_spec: str, algorithm: str, cases: list, rounds: int,
   from fedcmi_tff.programs import runtime as runtime_lib
   runtime_name, _, loop_name = runtime_spec.partition('/')
   loop = dataset_loops.DATASET_REDUCE if loop_name == 'reduce' else dataset_loops.DATASET_ITERATOR
-  base = dataclasses.replace(flag_config.experiment_config(), algorithm=algorithm)
-  training = dataclasses.replace(base.training, total_rounds=max([rounds] + memory_rounds))
-  base = dataclasses.replace(base, training=training)
+  base = dataclasses.replace(flag_config.base_config(), algorithm=algorithm)
+  total_rounds = max([rounds] + memory_rounds)
   if runtime_name != 'plain':
     runtime_lib.configure_execution_context(runtime_name, tuple(flag_config.WORKERS.value),
                                             flag_config.MAX_CONCURRENT_CLIENTS.value)
@@ -175,11 +176,12 @@ def _measure(runtime_spec: str, algorithm: str, cases: list, rounds: int,
                                         len(data.class_names), base.model, data.vocabulary_sizes)
     if runner is None and process is None:
       if runtime_name == 'plain':
-        runner = _PlainRunner(model_fn, base, loop)
+        runner = _PlainRunner(model_fn, base, loop, total_rounds)
       else:
-        process = processes.build_process_for_algorithm(
+        process = processes.build_process_for_config(
             algorithm, model_fn, data.client_data.element_type_structure,
-            objective=base.objective, training=training, loop=loop)
+            objective=base.objective, training=base.training, total_rounds=total_rounds,
+            loop=loop)
     tf.keras.utils.set_random_seed(fed.seed)
     initial = experiment.tff_weights(model_fn())
     # TFF traced its computations without a global seed, so their local shuffles draw

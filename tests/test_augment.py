@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.algorithms import registry
 from fedcmi_tff.data import augment
 from fedcmi_tff.data import modalities
 from fedcmi_tff.learning import client_update
@@ -68,7 +69,7 @@ def test_client_update_with_augmentation_is_reproducible_and_differs_from_none()
   training = config_lib.LocalTrainingConfig(learning_rate=0.1, min_learning_rate=0.1,
                                             local_epochs=1, batch_size=8,
                                             augmentation='resized_crop_flip')
-  objective = config_lib.ObjectiveConfig(objective=config_lib.Objective.FUSED_ONLY)
+  objective = registry.client_objective('fedavg', config_lib.ObjectiveConfig())
   tf.keras.utils.set_random_seed(3)
   model = tiny.model_fn()
   initial = tiny.weights_of(model)

@@ -1,5 +1,6 @@
 """The client update against independent eager references (learning/client_update.py)."""
 
+import collections
 import dataclasses
 import math
 
@@ -8,14 +9,16 @@ import pytest
 import tensorflow as tf
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.algorithms import base
+from fedcmi_tff.algorithms import registry
 from fedcmi_tff.data import modalities
 from fedcmi_tff.learning import client_update
 from fedcmi_tff.learning import dataset_loops
 from tests import tiny
 
 Kind = modalities.ClientKind
-FEDCMI = config_lib.Objective.FEDCMI
-FUSED = config_lib.Objective.FUSED_ONLY
+FEDCMI = 'fedcmi'
+FUSED = 'fedavg'
 
 
 def _ce(y, logits):
@@ -39,12 +42,15 @@ TRAINING = config_lib.LocalTrainingConfig(learning_rate=0.1, min_learning_rate=0
 class Built:
   """A model pair and its traced client update (tracing is the slow part: share it)."""
 
-  def __init__(self, objective, loop=dataset_loops.DATASET_ITERATOR, training=TRAINING):
+  def __init__(self, algorithm, objective=OBJECTIVE, loop=dataset_loops.DATASET_ITERATOR,
+               training=TRAINING):
     tf.keras.utils.set_random_seed(1)
     self.model, self.teacher = tiny.model_fn(), tiny.model_fn()
     self.initial = tiny.weights_of(self.model)
-    self.fn = client_update.build_client_update_fn(self.model, self.teacher, objective,
-                                                   training, loop)
+    self.objective = registry.client_objective(algorithm, objective)
+    self.fn = client_update.build_client_update_fn(
+        self.model, self.teacher, self.objective, training,
+        registry.proximal_strength(algorithm, objective), loop)
 
   def run(self, dataset, round_num, initial=None):
     return self.fn(initial or self.initial, dataset, tf.constant(round_num))
@@ -52,12 +58,12 @@ class Built:
 
 @pytest.fixture(scope='module')
 def fedcmi():
-  return Built(OBJECTIVE)
+  return Built(FEDCMI)
 
 
 @pytest.fixture(scope='module')
 def fused_only():
-  return Built(config_lib.ObjectiveConfig(objective=FUSED, proximal_strength=0.3))
+  return Built('fedprox', config_lib.ObjectiveConfig(proximal_strength=0.3))
 
 
 @pytest.fixture(scope='module')
@@ -69,19 +75,19 @@ def _case_losses(model, teacher, data):
   x, y = data['x'], data['y']
   tau = tf.ones([len(y)])
   return {
-      (FEDCMI, client_update.CASE_MULTIMODAL): lambda: _mm(y, model.multimodal(x, training=True)),
-      (FEDCMI, client_update.CASE_A_TEACHES): lambda: (
+      (FEDCMI, base.CASE_MULTIMODAL): lambda: _mm(y, model.multimodal(x, training=True)),
+      (FEDCMI, base.CASE_A_TEACHES): lambda: (
           lambda o, t: _mm(y, o) + _h(t.self_a, o.infil_b, tau))(
               model.multimodal(x, training=True), teacher.multimodal(x)),
-      (FEDCMI, client_update.CASE_B_TEACHES): lambda: (
+      (FEDCMI, base.CASE_B_TEACHES): lambda: (
           lambda o, t: _mm(y, o) + _h(t.self_b, o.infil_a, tau))(
               model.multimodal(x, training=True), teacher.multimodal(x)),
-      (FEDCMI, client_update.CASE_ONLY_A): lambda: _ce(y, model.only_a(x, training=True)),
-      (FEDCMI, client_update.CASE_ONLY_B): lambda: _ce(y, model.only_b(x, training=True)),
-      (FUSED, client_update.CASE_MULTIMODAL): lambda: _ce(
+      (FEDCMI, base.CASE_ONLY_A): lambda: _ce(y, model.only_a(x, training=True)),
+      (FEDCMI, base.CASE_ONLY_B): lambda: _ce(y, model.only_b(x, training=True)),
+      (FUSED, base.CASE_MULTIMODAL): lambda: _ce(
           y, model.multimodal(x, training=True).fused),
-      (FUSED, client_update.CASE_ONLY_A): lambda: _ce(y, model.zero_filled_a(x, training=True)),
-      (FUSED, client_update.CASE_ONLY_B): lambda: _ce(y, model.zero_filled_b(x, training=True)),
+      (FUSED, base.CASE_ONLY_A): lambda: _ce(y, model.zero_filled_a(x, training=True)),
+      (FUSED, base.CASE_ONLY_B): lambda: _ce(y, model.zero_filled_b(x, training=True)),
   }
 
 
@@ -94,7 +100,8 @@ def test_activity_table_matches_which_parameters_get_a_gradient(models):
       loss = loss_fn()
     grads = tape.gradient(loss, model.trainable_variables)
     reached = {r for r, g in zip(roles, grads) if g is not None}
-    assert reached == client_update.active_roles(objective)[case], (objective, case)
+    assert reached == registry.client_objective(objective, OBJECTIVE).active_roles()[case], (
+        objective, case)
 
 
 def _reference_update(model, teacher, data, objective, training, round_num):
@@ -200,13 +207,13 @@ def test_per_batch_direction_switch(fedcmi, dominant_slot, learner, idle):
 @pytest.mark.parametrize('objective', [FEDCMI, FUSED])
 def test_unimodal_client_leaves_absent_modality_and_its_statistics_untouched(
     fedcmi, fused_only, kind, absent_group, objective):
-  built = fedcmi if objective is FEDCMI else fused_only
+  built = fedcmi if objective == FEDCMI else fused_only
   out = built.run(tiny.dataset(10, kind), 3)
   trainable_groups, non_trainable_groups = built.model.variable_groups()
   roles = built.model.variable_roles()
-  case = client_update.CASE_ONLY_A if kind == Kind.ONLY_A else client_update.CASE_ONLY_B
+  case = base.CASE_ONLY_A if kind == Kind.ONLY_A else base.CASE_ONLY_B
   for role, group, update in zip(roles, trainable_groups, out.update[0]):
-    stepped = role in client_update.active_roles(objective)[case]
+    stepped = role in built.objective.active_roles()[case]
     assert np.any(update.numpy() != 0) == stepped, role
     if group == absent_group:
       assert not np.any(update.numpy())
@@ -214,7 +221,10 @@ def test_unimodal_client_leaves_absent_modality_and_its_statistics_untouched(
     assert np.any(update.numpy() != 0) == (group != absent_group)
   expected_weights = [10, 0, 10] if kind == Kind.ONLY_A else [0, 10, 10]
   np.testing.assert_allclose(out.group_weights.numpy(), expected_weights)
-  assert out.metrics['temperature_clients'].numpy() == 0
+  if objective == FEDCMI:
+    assert out.metrics['temperature_clients'].numpy() == 0
+  else:  # FedAvg's family reports no temperatures
+    assert 'temperature_clients' not in out.metrics
 
 
 def test_no_state_leaks_between_calls(fedcmi):
@@ -232,6 +242,22 @@ def test_empty_client_returns_zero_update_and_weight(fedcmi):
   np.testing.assert_array_equal(out.group_weights.numpy(), [0, 0, 0])
 
 
+def test_non_finite_update_is_zeroed_with_zero_weight_and_counted(fused_only):
+  """A client whose training produces NaN sends a zero update with zero weight (so the
+  group mean ignores it) and is counted, as TFF's own client works do."""
+  def poison(e):
+    x = collections.OrderedDict(e['x'])
+    x[tiny.NAMES[0]] = x[tiny.NAMES[0]] * float('nan')
+    return collections.OrderedDict(x=x, y=e['y'])
+  bad = fused_only.run(tiny.dataset(9).map(poison), 1)
+  assert all(not np.any(u.numpy()) for u in bad.update[0] + bad.update[1])
+  np.testing.assert_array_equal(bad.group_weights.numpy(), [0, 0, 0])
+  assert bad.metrics['non_finite_clients'].numpy() == 1.0
+  good = fused_only.run(tiny.dataset(9), 1)
+  assert good.metrics['non_finite_clients'].numpy() == 0.0
+  np.testing.assert_array_equal(good.group_weights.numpy(), [9, 9, 9])
+
+
 def _op_types(concrete_function) -> set:
   graph_def = concrete_function.graph.as_graph_def()
   ops = {n.op for n in graph_def.node}
@@ -243,19 +269,14 @@ def _op_types(concrete_function) -> set:
 _MIXED_KINDS = [(Kind.MULTIMODAL, 20, 1), (Kind.ONLY_A, 7, 2), (Kind.ONLY_B, 9, 3)]
 
 
-@pytest.mark.parametrize('objective', [
-    OBJECTIVE,
-    config_lib.ObjectiveConfig(objective=FUSED, modulation=config_lib.Modulation.PMR),
-    config_lib.ObjectiveConfig(objective=FUSED, modulation=config_lib.Modulation.OGM_GE,
-                               proximal_strength=0.1),
-], ids=['fedcmi', 'pmr', 'ogm_ge'])
-def test_iterator_loops_give_the_reduce_loops_results_without_a_dataset_reduce(objective):
+@pytest.mark.parametrize('algorithm', ['fedcmi', 'fedavg_pmr', 'fedavg_ogm_ge'])
+def test_iterator_loops_give_the_reduce_loops_results_without_a_dataset_reduce(algorithm):
   """The iterator-loop update (the default) equals the tf.data-reduce one on every client
   kind and round: weights bit for bit, the summed metrics to float32 rounding (the loss
   sum once differed in its last bit).  Its graph holds no ReduceDataset op."""
   training = dataclasses.replace(TRAINING, batch_size=8, local_epochs=2)
-  iterator = Built(objective, dataset_loops.DATASET_ITERATOR, training)
-  reduce = Built(objective, dataset_loops.DATASET_REDUCE, training)
+  iterator = Built(algorithm, OBJECTIVE, dataset_loops.DATASET_ITERATOR, training)
+  reduce = Built(algorithm, OBJECTIVE, dataset_loops.DATASET_REDUCE, training)
   for kind, n, seed in _MIXED_KINDS:
     for round_num in (0, 2):
       data = tiny.dataset(n, kind, seed=seed)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.algorithms import registry
 from fedcmi_tff.learning import client_update
 from fedcmi_tff.losses import modulation
 from tests import tiny
@@ -72,13 +73,15 @@ def test_prototypes_are_class_means_and_zero_for_absent_classes():
   np.testing.assert_allclose(proto_b.numpy(), [[1, 1], [0, 0], [4, 4]])
 
 
-ONE_STEP = config_lib.LocalTrainingConfig(local_epochs=1, batch_size=64, learning_rate=0.1)
+ONE_STEP = config_lib.LocalTrainingConfig(local_epochs=1, batch_size=64, learning_rate=0.1,
+                                        min_learning_rate=0.1)
 
 
-def _one_step_update(objective):
+def _one_step_update(algorithm):
   tf.keras.utils.set_random_seed(5)
   model = tiny.model_fn()
   initial = tiny.weights_of(model)
+  objective = registry.client_objective(algorithm, config_lib.ObjectiveConfig())
   fn = client_update.build_client_update_fn(model, None, objective, ONE_STEP)
   out = fn(initial, tiny.dataset(12, seed=9), tf.constant(1))
   return model, [u.numpy() for u in out.update[0] + out.update[1]]
@@ -86,13 +89,12 @@ def _one_step_update(objective):
 
 @pytest.fixture(scope='module')
 def plain_step():
-  return _one_step_update(config_lib.ObjectiveConfig(objective=config_lib.Objective.FUSED_ONLY))
+  return _one_step_update('fedavg')
 
 
 def test_ogm_ge_changes_only_encoder_convolutions_in_one_step(plain_step):
   model, plain = plain_step
-  _, ogm = _one_step_update(config_lib.ObjectiveConfig(
-      objective=config_lib.Objective.FUSED_ONLY, modulation=config_lib.Modulation.OGM_GE))
+  _, ogm = _one_step_update('fedavg_ogm_ge')
   roles = model.variable_roles() + ['stat'] * len(model.non_trainable_variables)
   shapes = [v.shape for v in model.trainable_variables + model.non_trainable_variables]
   for role, shape, a, b in zip(roles, shapes, plain, ogm):
@@ -104,13 +106,7 @@ def test_ogm_ge_changes_only_encoder_convolutions_in_one_step(plain_step):
 
 def test_pmr_changes_only_the_weak_encoder_in_one_step(plain_step):
   model, plain = plain_step
-  _, pmr = _one_step_update(config_lib.ObjectiveConfig(
-      objective=config_lib.Objective.FUSED_ONLY, modulation=config_lib.Modulation.PMR))
+  _, pmr = _one_step_update('fedavg_pmr')
   roles = model.variable_roles()
   changed = {r for r, a, b in zip(roles, plain, pmr) if not np.allclose(a, b, atol=1e-7)}
   assert changed in ({'encoder_a'}, {'encoder_b'})
-
-
-def test_modulation_needs_fused_only_objective():
-  with pytest.raises(ValueError, match='fused-only'):
-    config_lib.ObjectiveConfig(modulation=config_lib.Modulation.PMR).validate()

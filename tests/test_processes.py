@@ -6,8 +6,10 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.algorithms import registry
 from fedcmi_tff.data import client_data
 from fedcmi_tff.data import modalities
+from fedcmi_tff.learning import aggregators
 from fedcmi_tff.learning import processes
 from fedcmi_tff.learning import tff_model
 from tests import tiny
@@ -34,22 +36,27 @@ def test_process_type_signature(fedcmi_process):
   assert next_type.result.metrics.placement is tff.SERVER
   state_type.member.global_model_weights.check_equivalent_to(weights_type)
   state_type.member.client_work.check_equivalent_to(tff.TensorType(np.int32))
+  # FedAvg trains the same state on the same data; only its client metrics differ.
   fedavg = processes.build_fedavg(tiny.model_fn, ELEMENT_SPEC, training=TRAINING)
-  fedavg.next.type_signature.check_equivalent_to(next_type)
+  fedavg.next.type_signature.parameter.check_equivalent_to(next_type.parameter)
+  train_metrics = next_type.result.metrics.member.client_work.train
+  assert 'distillation_loss_sum' in dir(train_metrics)
+  assert 'distillation_loss_sum' not in dir(
+      fedavg.next.type_signature.result.metrics.member.client_work.train)
 
 
 def test_client_work_and_aggregator_types():
   weights_type = processes.weights_type_of(tiny.model_fn)
-  work = processes.build_multimodal_client_work(tiny.model_fn, ELEMENT_SPEC,
-                                                config_lib.ObjectiveConfig(), TRAINING)
+  objective = registry.client_objective('fedcmi', config_lib.ObjectiveConfig())
+  work = processes.build_multimodal_client_work(tiny.model_fn, ELEMENT_SPEC, objective, TRAINING)
   result = work.next.type_signature.result.result
   assert result.placement is tff.CLIENTS
   result.member.update.check_equivalent_to(weights_type)
   result.member.update_weight.check_equivalent_to(tff.TensorType(np.float32, [3]))
   work.next.type_signature.parameter[0].check_equivalent_to(
       tff.FederatedType(tff.TensorType(np.int32), tff.SERVER))
-  aggregator = processes.build_group_mean_aggregator(
-      weights_type, processes.variable_groups_of(tiny.model_fn))
+  aggregator = aggregators.GroupMeanFactory(processes.variable_groups_of(tiny.model_fn)).create(
+      weights_type, aggregators.GROUP_WEIGHT_TYPE)
   assert aggregator.is_weighted
   aggregator.next.type_signature.result.result.check_equivalent_to(
       tff.FederatedType(weights_type, tff.SERVER))
@@ -60,7 +67,8 @@ def test_group_mean_aggregation_golden_and_empty_group():
       trainable=[np.zeros(2, np.float32)] * 3, non_trainable=[np.zeros(1, np.float32)])
   weights_type = tff.types.tensorflow_to_type(tf.nest.map_structure(
       lambda a: tf.TensorSpec(a.shape, tf.float32), weights))
-  aggregator = processes.build_group_mean_aggregator(weights_type, ([0, 1, 2], [1]))
+  aggregator = aggregators.GroupMeanFactory(([0, 1, 2], [1])).create(
+      weights_type, aggregators.GROUP_WEIGHT_TYPE)
 
   def value(x):
     return tff.learning.models.ModelWeights(
@@ -84,6 +92,65 @@ def test_group_mean_aggregation_golden_and_empty_group():
   np.testing.assert_array_equal(out.result.trainable[1], [0.0, 0.0])
   np.testing.assert_array_equal(out.result.non_trainable[0], [0.0])
   np.testing.assert_allclose(out.result.trainable[0], [2.0, 2.0])
+
+
+def _small_weights_type():
+  weights = tff.learning.models.ModelWeights(
+      trainable=[np.zeros(2, np.float32)] * 3, non_trainable=[np.zeros(1, np.float32)])
+  return tff.types.tensorflow_to_type(tf.nest.map_structure(
+      lambda a: tf.TensorSpec(a.shape, tf.float32), weights))
+
+
+def test_group_mean_factory_composes_with_tff_factories_and_checks_its_weight():
+  weights_type = _small_weights_type()
+  plain = aggregators.GroupMeanFactory(([0, 1, 2], [1])).create(
+      weights_type, aggregators.GROUP_WEIGHT_TYPE)
+  # TFF's clipping factory wraps a weighted factory; with a norm far above every update
+  # it must give the plain group mean.
+  clipped = tff.aggregators.clipping_factory(1e6, aggregators.GroupMeanFactory(
+      ([0, 1, 2], [1]))).create(weights_type, aggregators.GROUP_WEIGHT_TYPE)
+  values = [tff.learning.models.ModelWeights(
+      trainable=[np.full(2, x, np.float32), np.full(2, -x, np.float32),
+                 np.full(2, 2 * x, np.float32)], non_trainable=[np.full(1, x, np.float32)])
+            for x in (1.0, 4.0)]
+  group_weights = [np.array([1, 0, 1], np.float32), np.array([3, 2, 5], np.float32)]
+  a = plain.next(plain.initialize(), values, group_weights).result
+  b = clipped.next(clipped.initialize(), values, group_weights).result
+  for x, y in zip(a.trainable + a.non_trainable, b.trainable + b.non_trainable):
+    np.testing.assert_allclose(x, y, rtol=1e-6)
+  np.testing.assert_allclose(a.trainable[0], [(1 + 12) / 4] * 2, rtol=1e-6)
+  with pytest.raises(TypeError, match=r'float32\[3\] weights'):
+    aggregators.GroupMeanFactory(([0, 1, 2], [1])).create(
+        weights_type, tff.TensorType(np.float32))
+
+
+def test_server_momentum_is_fedavgm_and_the_default_is_w_minus_delta():
+  weights_type = _small_weights_type()
+  rng = np.random.default_rng(0)
+  w0 = tff.learning.models.ModelWeights(
+      trainable=[rng.normal(size=2).astype(np.float32) for _ in range(3)],
+      non_trainable=[rng.normal(size=1).astype(np.float32)])
+  deltas = [tff.learning.models.ModelWeights(
+      trainable=[rng.normal(size=2).astype(np.float32) for _ in range(3)],
+      non_trainable=[rng.normal(size=1).astype(np.float32)]) for _ in range(2)]
+  for momentum in (0.0, 0.9):
+    finalizer = aggregators.build_server_update_finalizer(
+        weights_type, processes.server_optimizer_for(config_lib.ServerConfig(
+            learning_rate=0.5, momentum=momentum)))
+    state, weights = finalizer.initialize(), w0
+    for delta in deltas:
+      out = finalizer.next(state, weights, delta)
+      state, weights = out.state, out.result
+    # Reference: m1 = d1, w1 = w0 - lr m1; m2 = momentum m1 + d2, w2 = w1 - lr m2.
+    for i in range(3):
+      d1, d2 = deltas[0].trainable[i], deltas[1].trainable[i]
+      expected = w0.trainable[i] - 0.5 * d1 - 0.5 * (momentum * d1 + d2)
+      np.testing.assert_allclose(weights.trainable[i], expected, rtol=1e-5)
+    # Batch-norm statistics are not optimised: w - delta each round.
+    np.testing.assert_allclose(
+        weights.non_trainable[0],
+        w0.non_trainable[0] - deltas[0].non_trainable[0] - deltas[1].non_trainable[0],
+        rtol=1e-5)
 
 
 def _tiny_clients():

@@ -1,21 +1,28 @@
-"""FedCMI and FedAvg as TFF learning processes.
+"""FedCMI and its baselines as TFF learning processes (TFF wiring only).
 
-The process is composed from TFF's learning templates, the way TFF's own
+Every process is composed from TFF's learning templates, the way TFF's own
 algorithms are (`tff.learning.templates.compose_learning_process`):
 
   distributor   `build_broadcast_process`: the global weights go to every client
-  client work   `build_multimodal_client_work`: `client_update.py` per client; the
-                round number, kept as client-work state, is broadcast with it
-  aggregator    `build_group_mean_aggregator`: modality-masked mean of the deltas,
-                one weight per group and client (a [3] "update weight")
-  finalizer     `build_delta_finalizer`: w <- w - mean delta, for trainable and
-                non-trainable (batch-norm) weights alike
+  client work   `build_multimodal_client_work`: the generic client loop
+                (`client_update.py`) on the method's client objective
+                (`algorithms/`); the round number, kept as client-work state, is
+                broadcast with the weights
+  aggregator    `aggregators.GroupMeanFactory` (default): modality-masked mean of
+                the deltas, one weight per group and client (a float32[3] "update
+                weight"); any `tff.aggregators.WeightedAggregationFactory` with
+                that weight type fits
+  finalizer     `aggregators.build_server_update_finalizer`: the server optimiser
+                (default SGD with learning rate 1: w <- w - mean delta) on the
+                trainable weights, w <- w - mean delta on batch-norm statistics
 
 Type signature of `next`:
   (<state@SERVER, {<x=<a, b, modality_mask>, y>*}@CLIENTS> -> <state@SERVER, metrics@SERVER>)
 
-A group no sampled client holds gets a zero mean delta: its weights, including
-batch-norm statistics, keep their previous values (no NaN from a zero weight).
+The public builders (`build_fedcmi`, `build_fedavg`, `build_fedprox`,
+`build_fedavg_ogm_ge`, `build_fedavg_pmr`) take keyword hyper-parameters in the
+shape of TFF's `build_weighted_fed_prox`; `build_process_for_config` builds the
+algorithm an experiment configuration names.
 """
 
 from __future__ import annotations
@@ -23,16 +30,24 @@ from __future__ import annotations
 import collections
 from typing import Callable
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcmi_tff import config as config_lib
-from fedcmi_tff.learning import aggregation
+from fedcmi_tff.algorithms import base
+from fedcmi_tff.algorithms import fedcmi
+from fedcmi_tff.algorithms import fused_ce
+from fedcmi_tff.algorithms import ogm_ge
+from fedcmi_tff.algorithms import pmr
+from fedcmi_tff.algorithms import registry
+from fedcmi_tff.learning import aggregators
 from fedcmi_tff.learning import client_update as client_update_lib
 from fedcmi_tff.learning import dataset_loops
 
 ModelWeights = tff.learning.models.ModelWeights
+DEFAULT_TRAINING = config_lib.LocalTrainingConfig()
+# The builders' hyper-parameter defaults are the configuration's: one default per field.
+_O = config_lib.ObjectiveConfig()
 
 
 def _weights_of(model) -> ModelWeights:
@@ -53,22 +68,40 @@ def variable_groups_of(model_fn: Callable) -> tuple:
     return model_fn().variable_groups()
 
 
+def default_server_optimizer() -> tff.learning.optimizers.Optimizer:
+  """FedAvg's server step, w <- w - 1.0 * mean delta."""
+  return tff.learning.optimizers.build_sgdm(learning_rate=1.0)
+
+
+def server_optimizer_for(server: config_lib.ServerConfig) -> tff.learning.optimizers.Optimizer:
+  """The TFF optimiser a `ServerConfig` describes (sgd: FedAvg / FedAvgM, adam: FedAdam)."""
+  server.validate()
+  if server.optimizer == 'adam':
+    return tff.learning.optimizers.build_adam(learning_rate=server.learning_rate)
+  return tff.learning.optimizers.build_sgdm(learning_rate=server.learning_rate,
+                                            momentum=server.momentum or None)
+
+
 def build_multimodal_client_work(model_fn: Callable, element_spec,
-                                 objective: config_lib.ObjectiveConfig,
+                                 objective: base.ClientObjective,
                                  training: config_lib.LocalTrainingConfig,
+                                 proximal_strength: float = 0.0,
                                  loop: dataset_loops.LoopImplementation = (
-                                     dataset_loops.DATASET_ITERATOR)
+                                     dataset_loops.DATASET_ITERATOR), *,
+                                 total_rounds: int | None = None
                                  ) -> tff.learning.templates.ClientWorkProcess:
   """Client work whose state is the round number.
-
-  `loop` chooses how the client update iterates over the client's data (the
-  same results either way; see learning/dataset_loops.py).
 
   Type signature of `next`:
     (<int32@SERVER, weights@CLIENTS, {element*}@CLIENTS> ->
      <int32@SERVER, ClientResult(update=weights, update_weight=float32[3])@CLIENTS,
-      metrics@SERVER>)
+      <train=metrics>@SERVER>)
+
+  `loop` chooses how the client update iterates over the client's data (the
+  same results either way; see learning/dataset_loops.py); `total_rounds` is T of
+  the learning-rate decay (client_update.build_client_update_fn).
   """
+  client_update_lib.schedule_rounds(training, total_rounds)  # fails here, not when traced
   weights_type = weights_type_of(model_fn)
   data_type = tff.SequenceType(tff.types.tensorflow_to_type(element_spec))
 
@@ -83,12 +116,13 @@ def build_multimodal_client_work(model_fn: Callable, element_spec,
   @tff.tensorflow.computation(tf.int32, weights_type, data_type)
   def train_on_client(round_num, initial_weights, dataset):
     # Build the Keras models inside the computation; the stateful work happens in
-    # the tf.function returned by build_client_update_fn: variable assignments made
-    # directly in a tff.tensorflow.computation body are silently dropped.
+    # the tf.function returned by build_client_update_fn (variable assignments made
+    # directly in a TFF computation body, outside a tf.function, are silently dropped).
     model = model_fn()
-    teacher = model_fn() if objective.uses_infiltration else None
-    update_fn = client_update_lib.build_client_update_fn(model, teacher, objective, training,
-                                                         loop)
+    teacher = model_fn() if objective.needs_teacher else None
+    update_fn = client_update_lib.build_client_update_fn(
+        model, teacher, objective, training, proximal_strength, loop,
+        total_rounds=total_rounds)
     out = update_fn((initial_weights.trainable, initial_weights.non_trainable), dataset,
                     round_num)
     update = ModelWeights(trainable=out.update[0], non_trainable=out.update[1])
@@ -114,90 +148,42 @@ def build_multimodal_client_work(model_fn: Callable, element_spec,
   return tff.learning.templates.ClientWorkProcess(init_fn, next_fn)
 
 
-def build_group_mean_aggregator(weights_type, variable_groups: tuple
-                                ) -> tff.templates.AggregationProcess:
-  """Weighted aggregation with one weight per (client, group).
-
-  Type signature of `next`:
-    (<()@SERVER, weights@CLIENTS, float32[3]@CLIENTS> ->
-     <()@SERVER, weights@SERVER, <group_weight_totals=float32[3]>@SERVER>)
-  """
-  trainable_groups, non_trainable_groups = variable_groups
-  weight_type = tff.TensorType(np.float32, [3])
-
-  @tff.federated_computation
-  def init_fn():
-    return tff.federated_value((), tff.SERVER)
-
-  @tff.tensorflow.computation(weights_type, weight_type)
-  def weigh(value, group_weights):
-    return ModelWeights(
-        trainable=aggregation.weigh_by_group(value.trainable, trainable_groups, group_weights),
-        non_trainable=aggregation.weigh_by_group(value.non_trainable, non_trainable_groups,
-                                                 group_weights))
-
-  @tff.tensorflow.computation(weights_type, weight_type)
-  def divide(sums, totals):
-    return ModelWeights(
-        trainable=aggregation.divide_by_group(sums.trainable, trainable_groups, totals),
-        non_trainable=aggregation.divide_by_group(sums.non_trainable, non_trainable_groups,
-                                                  totals))
-
-  @tff.federated_computation(init_fn.type_signature.result,
-                             tff.FederatedType(weights_type, tff.CLIENTS),
-                             tff.FederatedType(weight_type, tff.CLIENTS))
-  def next_fn(state, value, group_weights):
-    sums = tff.federated_sum(tff.federated_map(weigh, (value, group_weights)))
-    totals = tff.federated_sum(group_weights)
-    mean = tff.federated_map(divide, (sums, totals))
-    measurements = tff.federated_zip(collections.OrderedDict(group_weight_totals=totals))
-    return tff.templates.MeasuredProcessOutput(state, mean, measurements)
-
-  return tff.templates.AggregationProcess(init_fn, next_fn)
-
-
-def build_delta_finalizer(weights_type) -> tff.learning.templates.FinalizerProcess:
-  """w_new = w - mean_delta for every weight (server learning rate 1, as FedAvg)."""
-
-  @tff.federated_computation
-  def init_fn():
-    return tff.federated_value((), tff.SERVER)
-
-  @tff.tensorflow.computation(weights_type, weights_type)
-  def apply_delta(weights, delta):
-    return tf.nest.map_structure(tf.subtract, weights, delta)
-
-  @tff.federated_computation(init_fn.type_signature.result,
-                             tff.FederatedType(weights_type, tff.SERVER),
-                             tff.FederatedType(weights_type, tff.SERVER))
-  def next_fn(state, weights, delta):
-    return tff.templates.MeasuredProcessOutput(
-        state, tff.federated_map(apply_delta, (weights, delta)),
-        tff.federated_value((), tff.SERVER))
-
-  return tff.learning.templates.FinalizerProcess(init_fn, next_fn)
-
-
-def build_multimodal_process(model_fn: Callable, element_spec, *,
-                             objective: config_lib.ObjectiveConfig,
-                             training: config_lib.LocalTrainingConfig,
-                             loop: dataset_loops.LoopImplementation = (
-                                 dataset_loops.DATASET_ITERATOR)
-                             ) -> tff.learning.templates.LearningProcess:
-  """Composes distributor, client work, group-mean aggregator and finalizer.
+def build_learning_process(
+    model_fn: Callable, element_spec, *, objective: base.ClientObjective,
+    training: config_lib.LocalTrainingConfig = DEFAULT_TRAINING,
+    total_rounds: int | None = None,
+    proximal_strength: float = 0.0,
+    server_optimizer: tff.learning.optimizers.Optimizer | None = None,
+    aggregator: tff.aggregators.WeightedAggregationFactory | None = None,
+    loop: dataset_loops.LoopImplementation = dataset_loops.DATASET_ITERATOR,
+) -> tff.learning.templates.LearningProcess:
+  """Composes distributor, client work, aggregator and finalizer for any objective.
 
   Args:
     model_fn: no-argument callable returning a new `DecomposedModel`; called inside
       TFF computations, so it must build the model from scratch each time.
     element_spec: the client datasets' element spec (single examples).
-    objective: the client loss (FedCMI or fused-only).
-    training: local optimisation.
+    objective: what clients compute (algorithms/).
+    training: local optimisation (SGD momentum, coupled weight decay, schedule,
+      epochs, batch size, augmentation).
+    total_rounds: T of the learning-rate decay, the number of rounds the process will
+      run; may be None only when `training` does not decay the learning rate.
+    proximal_strength: mu of the proximal term; 0 for none.
+    server_optimizer: applied to the mean delta of the trainable weights; default
+      `build_sgdm(learning_rate=1.0)` (plain FedAvg server step).
+    aggregator: a weighted aggregation factory taking float32[3] weights; default
+      `aggregators.GroupMeanFactory` with the model's variable groups.
     loop: how client updates iterate over their data (learning/dataset_loops.py).
+
+  Raises:
+    ValueError: an invalid training configuration or proximal strength.
   """
-  objective.validate()
   training.validate()
+  if proximal_strength < 0:
+    raise ValueError(f'proximal_strength must be >= 0, got {proximal_strength}')
   weights_type = weights_type_of(model_fn)
-  groups = variable_groups_of(model_fn)
+  if aggregator is None:
+    aggregator = aggregators.GroupMeanFactory(variable_groups_of(model_fn))
 
   @tff.tensorflow.computation
   def initial_model_weights():
@@ -206,89 +192,105 @@ def build_multimodal_process(model_fn: Callable, element_spec, *,
   return tff.learning.templates.compose_learning_process(
       initial_model_weights,
       tff.learning.templates.build_broadcast_process(weights_type),
-      build_multimodal_client_work(model_fn, element_spec, objective, training, loop),
-      build_group_mean_aggregator(weights_type, groups),
-      build_delta_finalizer(weights_type))
+      build_multimodal_client_work(model_fn, element_spec, objective, training,
+                                   proximal_strength, loop, total_rounds=total_rounds),
+      aggregator.create(weights_type, aggregators.GROUP_WEIGHT_TYPE),
+      aggregators.build_server_update_finalizer(
+          weights_type, server_optimizer or default_server_optimizer()))
 
 
 def build_fedcmi(model_fn: Callable, element_spec, *,
-                 objective: config_lib.ObjectiveConfig = config_lib.ObjectiveConfig(
-                     proximal_strength=0.01),
-                 training: config_lib.LocalTrainingConfig = config_lib.LocalTrainingConfig(),
-                 loop: dataset_loops.LoopImplementation = dataset_loops.DATASET_ITERATOR
+                 distillation_weight: float = _O.distillation_weight,
+                 self_head_weight: float = _O.self_head_weight,
+                 temperature_sharpness: float = _O.temperature_sharpness,
+                 temperature_mode: config_lib.TemperatureMode = _O.temperature_mode,
+                 direction_consistent_temperature: bool = _O.direction_consistent_temperature,
+                 warmup_rounds: int = _O.warmup_rounds,
+                 proximal_strength: float = _O.proximal_strength, **process_options
                  ) -> tff.learning.templates.LearningProcess:
-  """FedCMI (arXiv 2401.00894): infiltration distillation + proximal term."""
-  if objective.objective is not config_lib.Objective.FEDCMI:
-    raise ValueError(f'build_fedcmi needs the FedCMI objective, got {objective.objective}')
-  return build_multimodal_process(model_fn, element_spec, objective=objective,
-                                  training=training, loop=loop)
+  """FedCMI (arXiv 2401.00894): infiltration distillation with class-wise temperature.
+
+  Args:
+    model_fn, element_spec: as `build_learning_process`.
+    distillation_weight: lambda; 0 turns infiltration off.
+    self_head_weight: beta, the weight of each self-head cross-entropy.
+    temperature_sharpness: gamma of the class-wise temperature.
+    temperature_mode: class-wise, or tau = 1 for every class.
+    direction_consistent_temperature: the table of the direction each batch distils in.
+    warmup_rounds: rounds before infiltration starts.
+    proximal_strength: mu.
+    **process_options: `training`, `total_rounds`, `server_optimizer`, `aggregator`,
+      `loop` of `build_learning_process`.
+  """
+  objective = fedcmi.FedCMIObjective(
+      distillation_weight=distillation_weight, self_head_weight=self_head_weight,
+      temperature_sharpness=temperature_sharpness, temperature_mode=temperature_mode,
+      direction_consistent_temperature=direction_consistent_temperature,
+      warmup_rounds=warmup_rounds)
+  return build_learning_process(model_fn, element_spec, objective=objective,
+                                proximal_strength=proximal_strength, **process_options)
 
 
-def fused_only_objective(proximal_strength: float = 0.0,
-                         modulation: config_lib.Modulation = config_lib.Modulation.NONE,
-                         modulation_strength: float = 1.0, modulation_rounds: tuple = (0, 70)
-                         ) -> config_lib.ObjectiveConfig:
-  """The client objective of FedAvg / FedProx (+ OGM-GE / PMR): CE of the fused logits."""
-  return config_lib.ObjectiveConfig(
-      objective=config_lib.Objective.FUSED_ONLY, distillation_weight=0.0, self_head_weight=0.0,
-      proximal_strength=proximal_strength, modulation=modulation,
-      modulation_strength=modulation_strength, modulation_start_round=modulation_rounds[0],
-      modulation_end_round=modulation_rounds[1])
-
-
-def build_fedavg(model_fn: Callable, element_spec, *, proximal_strength: float = 0.0,
-                 modulation: config_lib.Modulation = config_lib.Modulation.NONE,
-                 modulation_strength: float = 1.0, modulation_rounds: tuple = (0, 70),
-                 training: config_lib.LocalTrainingConfig = config_lib.LocalTrainingConfig(),
-                 loop: dataset_loops.LoopImplementation = dataset_loops.DATASET_ITERATOR
+def build_fedavg(model_fn: Callable, element_spec, **process_options
                  ) -> tff.learning.templates.LearningProcess:
-  """FedAvg on the same model and server; FedProx with proximal_strength > 0.
+  """FedAvg on the same model and server: clients minimise CE of the fused logits.
 
-  Clients minimise CE of the fused logits; unimodal clients zero-fill the missing
-  slot.  Aggregation is the same modality-masked group mean as FedCMI's, as in
-  the authors' multimodal FedAvg baseline.  `modulation` adds OGM-GE or PMR to the
-  multimodal clients' local training in rounds modulation_rounds[0]..[1].
+  Unimodal clients zero-fill the missing slot; aggregation is the same
+  modality-masked group mean as FedCMI's, as in the authors' multimodal FedAvg
+  baseline.  `process_options` as `build_learning_process`.
   """
-  objective = fused_only_objective(proximal_strength, modulation, modulation_strength,
-                                   modulation_rounds)
-  return build_multimodal_process(model_fn, element_spec, objective=objective,
-                                  training=training, loop=loop)
+  return build_learning_process(model_fn, element_spec,
+                                objective=fused_ce.FusedCrossEntropyObjective(),
+                                **process_options)
 
 
-_MODULATIONS = {'fedavg_ogm_ge': config_lib.Modulation.OGM_GE,
-                'fedavg_pmr': config_lib.Modulation.PMR}
+def build_fedprox(model_fn: Callable, element_spec, *,
+                  proximal_strength: float = _O.proximal_strength,
+                  **process_options) -> tff.learning.templates.LearningProcess:
+  """FedProx: FedAvg's objective plus the proximal term (mu / 2) ||w - w_global||^2."""
+  return build_learning_process(model_fn, element_spec,
+                                objective=fused_ce.FusedCrossEntropyObjective(),
+                                proximal_strength=proximal_strength, **process_options)
 
 
-def objective_for_algorithm(algorithm: str, objective: config_lib.ObjectiveConfig
-                            ) -> config_lib.ObjectiveConfig:
-  """The client objective one of config.ALGORITHMS trains with, given the configured one.
+def _modulated(objective_class, model_fn, element_spec, modulation_strength,
+               modulation_rounds, process_options) -> tff.learning.templates.LearningProcess:
+  window = fused_ce.ModulationWindow(modulation_strength, *modulation_rounds)
+  return build_learning_process(model_fn, element_spec, objective=objective_class(window),
+                                **process_options)
 
-  FedCMI uses `objective` as it is; FedProx its proximal_strength; FedAvg + OGM-GE /
-  PMR its modulation strength and rounds; FedAvg none of it.
+
+_MODULATION_ROUNDS = (_O.modulation_start_round, _O.modulation_end_round)
+
+
+def build_fedavg_ogm_ge(model_fn: Callable, element_spec, *,
+                        modulation_strength: float = _O.modulation_strength,
+                        modulation_rounds: tuple = _MODULATION_ROUNDS, **process_options
+                        ) -> tff.learning.templates.LearningProcess:
+  """FedAvg + OGM-GE on multimodal clients in rounds modulation_rounds[0]..[1]."""
+  return _modulated(ogm_ge.OGMGEObjective, model_fn, element_spec, modulation_strength,
+                    modulation_rounds, process_options)
+
+
+def build_fedavg_pmr(model_fn: Callable, element_spec, *,
+                     modulation_strength: float = _O.modulation_strength,
+                     modulation_rounds: tuple = _MODULATION_ROUNDS, **process_options
+                     ) -> tff.learning.templates.LearningProcess:
+  """FedAvg + PMR on multimodal clients in rounds modulation_rounds[0]..[1]."""
+  return _modulated(pmr.PMRObjective, model_fn, element_spec, modulation_strength,
+                    modulation_rounds, process_options)
+
+
+def build_process_for_config(algorithm: str, model_fn: Callable, element_spec, *,
+                             objective: config_lib.ObjectiveConfig,
+                             training: config_lib.LocalTrainingConfig,
+                             **process_options) -> tff.learning.templates.LearningProcess:
+  """The process of one of `registry.ALGORITHMS` under the configured hyper-parameters.
+
+  `process_options`: `total_rounds`, `server_optimizer`, `aggregator`, `loop` of
+  `build_learning_process`.
   """
-  if algorithm == 'fedcmi':
-    if objective.objective is not config_lib.Objective.FEDCMI:
-      raise ValueError(f'fedcmi needs the FedCMI objective, got {objective.objective}')
-    return objective
-  if algorithm == 'fedavg':
-    return fused_only_objective()
-  if algorithm == 'fedprox':
-    return fused_only_objective(proximal_strength=objective.proximal_strength)
-  if algorithm in _MODULATIONS:
-    return fused_only_objective(
-        modulation=_MODULATIONS[algorithm], modulation_strength=objective.modulation_strength,
-        modulation_rounds=(objective.modulation_start_round, objective.modulation_end_round))
-  raise ValueError(f'unknown algorithm {algorithm!r}; expected one of '
-                   f'{", ".join(config_lib.ALGORITHMS)}')
-
-
-def build_process_for_algorithm(algorithm: str, model_fn: Callable, element_spec, *,
-                                objective: config_lib.ObjectiveConfig,
-                                training: config_lib.LocalTrainingConfig,
-                                loop: dataset_loops.LoopImplementation = (
-                                    dataset_loops.DATASET_ITERATOR)
-                                ) -> tff.learning.templates.LearningProcess:
-  """One of config.ALGORITHMS, trained with `objective_for_algorithm(algorithm, objective)`."""
-  return build_multimodal_process(model_fn, element_spec,
-                                  objective=objective_for_algorithm(algorithm, objective),
-                                  training=training, loop=loop)
+  return build_learning_process(
+      model_fn, element_spec, objective=registry.client_objective(algorithm, objective),
+      training=training, proximal_strength=registry.proximal_strength(algorithm, objective),
+      **process_options)

@@ -1,0 +1,1 @@
+"""fedcmi_tff.algorithms: one client objective per method family, and the method registry."""
