@@ -1,17 +1,16 @@
-"""Compares algorithms over seeds: `python -m fedcmi_tff.compare --flagfile=configs/demo.flags`.
+"""Compares methods over seeds: `python -m fedcmi_tff.compare --flagfile=configs/demo.flags`.
 
-Runs each of --algorithms for each of --seeds with identical data, partition,
-model and evaluation, plus (with --unimodal_reference) FedAvg on clients that
-hold only that modality: what the modality reaches trained alone.  Writes
-<output_dir>/<method>/seed_<s>/ (as train.py), comparison.csv (one row per run)
-and comparison.md (mean ± std over seeds), and prints the table.  Finished runs
-are reused and unfinished ones resumed; a run whose configuration differs stops
-the program rather than being overwritten.
+A one-cell grid: each of --methods (algorithms/registry.py's names; default fedcmi, fedavg
+and the weak modality alone, e.g. unimodal_visual) for each of --seeds at the --dirichlet_alpha and --multi_ratio of the
+flags, with identical data, partition, model and evaluation.  Runs go to the grid's
+folders, <output_dir>/alpha_<a>/ratio_<r>/<method>/seed_<s>/ (as train.py writes them);
+comparison.csv holds one row per run and comparison.md the mean ± std over seeds, which
+is also printed.  Finished runs are reused and unfinished ones resumed; a run whose
+configuration differs stops the program rather than being overwritten.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -21,103 +20,93 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from fedcmi_tff import config as config_lib  # noqa: E402
+from fedcmi_tff import files  # noqa: E402
+from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import comparison  # noqa: E402
 from fedcmi_tff.programs import experiment  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
+from fedcmi_tff.programs import grid_runner  # noqa: E402
+from fedcmi_tff.programs import report  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 
-_ALGORITHMS = flags.DEFINE_list('algorithms', ['fedcmi', 'fedavg'], 'Algorithms to compare.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Training seeds.')
-_UNIMODAL_REFERENCE = flags.DEFINE_string(
-    'unimodal_reference', 'visual',
-    'Also train FedAvg with every client holding only this modality; empty to skip.')
 flags.mark_flag_as_required('output_dir')
 
 
-def _runs(base: config_lib.ExperimentConfig, seeds: list, reference: str | None):
-  """(method label, config) for every run, grouped by method."""
-  runs = []
-  for algorithm in _ALGORITHMS.value:
-    for seed in seeds:
-      runs.append((algorithm, dataclasses.replace(
-          base, algorithm=algorithm,
-          federation=dataclasses.replace(base.federation, seed=seed))))
-  if reference:
-    for seed in seeds:
-      runs.append((f'{reference}_alone', dataclasses.replace(
-          base, algorithm='fedavg', federation=dataclasses.replace(
-              base.federation, seed=seed, only_modality=reference, multi_ratio=0.0))))
-  return runs
+def default_methods(base) -> list:
+  """fedcmi, fedavg and the presumed weak modality trained alone (unimodal FL).
+
+  The weak modality: slot b (visual for CREMA-D and AVE, text for CrisisMMD), or for
+  the embedded dataset the modality that --synthetic_dominant does not name.
+  """
+  a, b = registry.DATASET_MODALITIES[base.dataset]
+  weak = a if base.dataset == 'synthetic_av' and base.synthetic_dominant == b else b
+  return ['fedcmi', 'fedavg', f'unimodal_{weak}']
+
+
+def comparison_columns(modality_names) -> tuple:
+  """(columns, labels) of the comparison table: the report's columns plus every path."""
+  a, b = modality_names
+  columns, labels = report.report_columns(modality_names)
+  columns = columns[:3] + [f'acc_{a}_path', f'acc_{b}_path', f'acc_{a}_zero',
+                           f'acc_{b}_zero'] + columns[3:]
+  labels = dict(labels, **{f'acc_{a}_path': f'{a} infil-filled',
+                           f'acc_{b}_path': f'{b} infil-filled',
+                           f'acc_{a}_zero': f'{a} zero-filled',
+                           f'acc_{b}_zero': f'{b} zero-filled'})
+  return columns, labels
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
-    seeds = [int(s) for s in _SEEDS.value]
-    base = flag_config.experiment_config()
-    for algorithm in _ALGORITHMS.value:
-      dataclasses.replace(base, algorithm=algorithm).validate(registry.DATASET_NAMES)
-    if not seeds:
-      raise ValueError('--seeds is empty')
+    seeds = [int(s) for s in flag_config.SEEDS.value]
+    base = flag_config.base_config()
+    base.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
+    methods = (flag_config.METHODS.value if flags.FLAGS['methods'].present
+               else default_methods(base))
+    if not seeds or not methods:
+      raise ValueError('--methods and --seeds must be non-empty')
+    names = registry.DATASET_MODALITIES[base.dataset]
+    out_dir = flag_config.OUTPUT_DIR.value
+    cells = grid_runner.grid_cells(base, methods, [base.federation.dirichlet_alpha],
+                                   [base.federation.multi_ratio], seeds, names, out_dir)
+    for cell in cells:
+      cell['config'].validate(registry.DATASET_NAMES, method_registry.algorithm_names())
     flag_config.check_runtime_flags()
   except ValueError as e:
     print(f'compare: error: {e}', file=sys.stderr)
     return 2
-  reference = _UNIMODAL_REFERENCE.value or None
-  runs = _runs(base, seeds, reference)
-  out_dir = flag_config.OUTPUT_DIR.value
-  print(f'compare: TFF runtime: {flag_config.configure_runtime()}', flush=True)
-  cache, records, names = {}, [], None
   started = time.time()
   try:
-    for i, (method, config) in enumerate(runs):
-      run_dir = os.path.join(out_dir, method, f'seed_{config.federation.seed}')
-      print(f'compare: run {i + 1}/{len(runs)}: {method}, seed {config.federation.seed} '
-            f'({time.time() - started:.0f}s elapsed)', flush=True)
-      summary = experiment.finished_summary(config, run_dir)
-      if summary is None:
-        summary = experiment.run_experiment(
-            config, run_dir, resume=True, process_cache=cache,
-            log=lambda line: print('  ' + line, flush=True)).summary
-      else:
-        print('  finished earlier; reusing its summary.json', flush=True)
-      names = summary['modality_names']
-      record = {'method': method, 'algorithm': config.algorithm,
-                'seed': config.federation.seed}
-      record.update(summary['final'])
-      for m in names:
-        record[f'acc_{m}_unimodal'] = summary['final'][
-            comparison.unimodal_path_column(config.algorithm, m)]
-      records.append(record)
+    todo = grid_runner.unfinished(cells)
+    print(f'compare: {len(cells)} runs, {len(cells) - len(todo)} already finished, '
+          f'{len(todo)} to run', flush=True)
+    if todo:
+      print(f'compare: TFF runtime: {flag_config.configure_runtime()}', flush=True)
+    grid_runner.run_cells(cells, todo, 'compare', lambda line: print(line, flush=True),
+                          run_log=lambda line: print('  ' + line, flush=True))
   except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
     print(f'compare: error: {e}', file=sys.stderr)
     return 2
   finally:
     runtime.stop_worker_processes()
 
-  a, b = names
-  columns = ['acc_fused', f'acc_{a}_unimodal', f'acc_{b}_unimodal', f'acc_{a}_path',
-             f'acc_{b}_path', f'acc_{a}_zero', f'acc_{b}_zero', 'acc_macro', 'acc_worst_class']
-  labels = {'acc_fused': 'fused', f'acc_{a}_unimodal': f'{a} (own path)',
-            f'acc_{b}_unimodal': f'{b} (own path)', f'acc_{a}_path': f'{a} infil-filled',
-            f'acc_{b}_path': f'{b} infil-filled', f'acc_{a}_zero': f'{a} zero-filled',
-            f'acc_{b}_zero': f'{b} zero-filled', 'acc_macro': 'macro',
-            'acc_worst_class': 'worst class'}
-  frame = comparison.runs_frame(records)
-  table = comparison.mean_std_table(frame, columns)
+  finals, _, _ = report.load_runs(cells)
+  columns, labels = comparison_columns(names)
+  table = comparison.mean_std_table(finals, columns)
   markdown = comparison.markdown_table(table, columns, labels)
-  experiment.write_atomically(os.path.join(out_dir, 'comparison.csv'),
-                              frame.to_csv(index=False))
-  experiment.write_atomically(os.path.join(out_dir, 'comparison.md'), markdown)
+  files.write_text(os.path.join(out_dir, 'comparison.csv'),
+                   finals.drop(columns=['alpha', 'ratio']).to_csv(index=False))
+  files.write_text(os.path.join(out_dir, 'comparison.md'), markdown)
   print(f'\nFinal-round test accuracy (%), mean ± std over seeds {seeds}; '
         f'{base.federation.rounds} rounds, {base.dataset}; "own path" is the path each '
-        'method trains for unimodal clients (FedCMI: infiltration-filled, FedAvg: zero-filled).')
+        'method trains for unimodal clients (FedCMI: infiltration-filled, others: '
+        'zero-filled).')
   print(markdown)
-  print(f'compare: {len(runs)} runs in {time.time() - started:.0f}s; results in {out_dir}')
+  print(f'compare: {len(cells)} runs in {time.time() - started:.0f}s; results in {out_dir}')
   return 0
 
 

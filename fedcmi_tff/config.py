@@ -12,29 +12,11 @@ import enum
 import math
 
 
-class Objective(str, enum.Enum):
-  """Client objective of an algorithm; the server side is shared."""
-
-  # FedCMI: fused CE + self-head CE + infiltration distillation (docs/algorithm.md,
-  # 'Client update').
-  FEDCMI = 'fedcmi'
-  # FedAvg / FedProx: fused CE only; unimodal clients fill the missing slot with zeros.
-  FUSED_ONLY = 'fused_only'
-
-
 class TemperatureMode(str, enum.Enum):
   """How the distillation temperature of each class is chosen."""
 
   CLASS_WISE = 'class_wise'  # tau_c from the client's per-class dominance (3.2).
   CONSTANT = 'constant'  # tau_c = 1 for every class (the no-CWT ablation).
-
-
-class Modulation(str, enum.Enum):
-  """Centralised modality-imbalance method applied inside fused-only local training."""
-
-  NONE = 'none'
-  OGM_GE = 'ogm_ge'  # gradient modulation + generalisation enhancement (CVPR 2022)
-  PMR = 'pmr'  # prototypical modality rebalance (CVPR 2023)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +25,9 @@ class LocalTrainingConfig:
 
   learning_rate: float = 0.05
   min_learning_rate: float = 0.05
-  # eta_t = eta for t <= constant_lr_rounds, else eta - (eta - eta_min) * t / total_rounds.
+  # eta_t = eta for t <= constant_lr_rounds, else eta - (eta - eta_min) * t / T, where T is
+  # the run's round count (FederationConfig.rounds), passed to the library separately.
   constant_lr_rounds: int = 80
-  total_rounds: int = 40
   momentum: float = 0.9
   weight_decay: float = 1e-4
   local_epochs: int = 2
@@ -61,7 +43,6 @@ class LocalTrainingConfig:
   def validate(self) -> None:
     _check(self.learning_rate > 0, 'learning_rate must be > 0')
     _check(self.min_learning_rate >= 0, 'min_learning_rate must be >= 0')
-    _check(self.total_rounds > 0, 'total_rounds must be > 0')
     _check(0 <= self.momentum < 1, 'momentum must be in [0, 1)')
     _check(self.weight_decay >= 0, 'weight_decay must be >= 0')
     _check(self.local_epochs > 0, 'local_epochs must be > 0')
@@ -71,15 +52,24 @@ class LocalTrainingConfig:
            f"augmentation must be 'none', 'resized_crop_flip' or 'crop_flip', "
            f'got {self.augmentation!r}')
 
+  @property
+  def decays(self) -> bool:
+    """Whether the learning rate ever leaves `learning_rate` (then it depends on T)."""
+    return self.min_learning_rate != self.learning_rate
+
+  def depends_on_total_rounds(self, rounds_run: int) -> bool:
+    """Whether the learning rates of rounds 0..rounds_run-1 depend on the run's round count."""
+    return self.decays and rounds_run - 1 > self.constant_lr_rounds
+
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
-  """The client loss.
+  """Hyper-parameters of the client objectives; each algorithm reads only its own.
 
-  Defaults are FedCMI's code defaults (docs/algorithm.md, 'Symbols and parameter names').
+  Defaults are FedCMI's code defaults (docs/algorithm.md, 'Symbols and parameter names');
+  which algorithm reads which field is declared in algorithms/registry.py.
   """
 
-  objective: Objective = Objective.FEDCMI
   # lambda: weight of the infiltration (cross-modal distillation) loss; 0 = no infiltration.
   distillation_weight: float = 1.0
   # beta: weight of each modality's self-head cross-entropy on multimodal clients.
@@ -92,11 +82,11 @@ class ObjectiveConfig:
   direction_consistent_temperature: bool = False
   # t_w: rounds before the infiltration loss starts (no distillation in round 0 by default).
   warmup_rounds: int = 1
-  # mu: gradient of (mu/2)||w - w_global||^2 added to every parameter with a gradient.
-  proximal_strength: float = 0.0
-  # Fused-only objective: OGM-GE or PMR on multimodal clients in rounds
-  # [modulation_start_round, modulation_end_round], with strength alpha.
-  modulation: Modulation = Modulation.NONE
+  # mu: gradient of (mu/2)||w - w_global||^2 added to every parameter with a gradient
+  # (FedCMI, FedProx).
+  proximal_strength: float = 0.01
+  # OGM-GE / PMR on multimodal clients in rounds [modulation_start_round,
+  # modulation_end_round], with strength alpha.
   modulation_strength: float = 1.0
   modulation_start_round: int = 0
   modulation_end_round: int = 70
@@ -108,12 +98,25 @@ class ObjectiveConfig:
     _check(self.warmup_rounds >= 0, 'warmup_rounds must be >= 0')
     _check(self.proximal_strength >= 0, 'proximal_strength must be >= 0')
     _check(self.modulation_strength >= 0, 'modulation_strength must be >= 0')
-    _check(self.modulation is Modulation.NONE or self.objective is Objective.FUSED_ONLY,
-           'OGM-GE / PMR modulation applies to the fused-only objective (FedAvg)')
 
-  @property
-  def uses_infiltration(self) -> bool:
-    return self.objective is Objective.FEDCMI and self.distillation_weight > 0
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+  """The server optimiser applied to the mean client delta of the trainable weights."""
+
+  # 'sgd': w <- w - learning_rate * (momentum buffer of) the mean delta; learning_rate 1
+  # and momentum 0 is FedAvg's server step, momentum > 0 FedAvgM.  'adam': FedAdam.
+  optimizer: str = 'sgd'
+  learning_rate: float = 1.0
+  momentum: float = 0.0
+
+  def validate(self) -> None:
+    _check(self.optimizer in ('sgd', 'adam'),
+           f"server optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+    _check(self.learning_rate > 0, 'server learning_rate must be > 0')
+    _check(0 <= self.momentum < 1, 'server momentum must be in [0, 1)')
+    _check(self.optimizer == 'sgd' or self.momentum == 0,
+           'server momentum applies to the sgd server optimizer')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,9 +188,6 @@ def _check(condition: bool, message: str) -> None:
     raise ValueError(message)
 
 
-ALGORITHMS = ('fedcmi', 'fedavg', 'fedprox', 'fedavg_ogm_ge', 'fedavg_pmr')
-
-
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
   """One training run: what data, which algorithm, which hyper-parameters."""
@@ -206,18 +206,27 @@ class ExperimentConfig:
   federation: FederationConfig = FederationConfig()
   model: ModelConfig = ModelConfig()
   training: LocalTrainingConfig = LocalTrainingConfig()
-  objective: ObjectiveConfig = ObjectiveConfig(proximal_strength=0.01)
+  objective: ObjectiveConfig = ObjectiveConfig()
+  server: ServerConfig = ServerConfig()
   eval_batch_size: int = 256
 
-  def validate(self, known_datasets: tuple) -> None:
-    _check(self.algorithm in ALGORITHMS,
-           f'unknown algorithm {self.algorithm!r}; expected one of {", ".join(ALGORITHMS)}')
+  def validate(self, known_datasets: tuple, known_algorithms: tuple) -> None:
+    """Raises ValueError naming the first invalid field.
+
+    Args:
+      known_datasets: dataset names (data/registry.py).
+      known_algorithms: algorithm names (algorithms/registry.py).
+    """
+    _check(self.algorithm in known_algorithms,
+           f'unknown algorithm {self.algorithm!r}; expected one of '
+           f'{", ".join(known_algorithms)}')
     _check(self.dataset in known_datasets,
            f'unknown dataset {self.dataset!r}; expected one of {", ".join(known_datasets)}')
     self.federation.validate()
     self.model.validate()
     self.training.validate()
     self.objective.validate()
+    self.server.validate()
     _check(self.eval_batch_size > 0, 'eval_batch_size must be > 0')
     _check(self.num_frames > 0, f'num_frames must be > 0, got {self.num_frames}')
     _check(self.image_size >= 8, f'image_size must be >= 8, got {self.image_size}')

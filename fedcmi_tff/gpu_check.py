@@ -24,6 +24,7 @@ from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_federated as tff  # noqa: E402
 
+from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.backends import inprocess  # noqa: E402
 from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
@@ -77,10 +78,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
-    config = flag_config.experiment_config()
+    method, config = flag_config.method_and_config()
     config = dataclasses.replace(config, federation=dataclasses.replace(
         config.federation, rounds=min(config.federation.rounds, 2)))
-    config.validate(registry.DATASET_NAMES)
+    config.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
   except ValueError as e:
     print(f'gpu_check: error: {e}', file=sys.stderr)
     return 2
@@ -96,13 +97,13 @@ def main(argv):
       clients_in_flight=flag_config.MAX_CONCURRENT_CLIENTS.value)
   tff.framework.set_default_context(context)
   print(f'gpu_check: {context.describe()}; training {config.federation.rounds} rounds of '
-        f'{config.algorithm} on {config.dataset}', flush=True)
+        f'{method} on {config.dataset}', flush=True)
   output_dir = flag_config.OUTPUT_DIR.value or tempfile.mkdtemp(prefix='fedcmi-gpu-check-')
   if placement_log:
     print(f'gpu_check: TensorFlow\'s device-placement log goes to {placement_log}', flush=True)
   try:
     with _output_to(placement_log) as console:
-      experiment.run_experiment(config, output_dir,
+      experiment.run_experiment(config, output_dir, method=method,
                                 log=lambda line: print('  ' + line, file=console, flush=True))
   except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
     print(f'gpu_check: error: {e}', file=sys.stderr)

@@ -1,4 +1,7 @@
-"""Trains one algorithm on one dataset: `python -m fedcmi_tff.train --flagfile=configs/...`.
+"""Trains one method on one dataset: `python -m fedcmi_tff.train --flagfile=configs/...`.
+
+--method takes any name of algorithms/registry.py: an algorithm (fedcmi, fedavg, ...),
+an ablation (fedcmi_no_proximal, ...), unimodal_<modality> or centralised.
 
 Writes metrics.csv, per_class.csv, summary.json, config.json, a checkpoint and
 TensorBoard summaries to --output_dir, with one progress line per round.
@@ -14,6 +17,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
@@ -27,18 +31,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
-    config = flag_config.experiment_config()
-    config.validate(registry.DATASET_NAMES)
+    method, config = flag_config.method_and_config()
+    config.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
     flag_config.check_runtime_flags()
   except ValueError as e:
     print(f'train: error: {e}', file=sys.stderr)
     return 2
   context = flag_config.configure_runtime()
-  print(f'train: {config.algorithm} on {config.dataset}; TFF runtime: {context}', flush=True)
+  print(f'train: {method} on {config.dataset}; TFF runtime: {context}', flush=True)
   try:
     result = experiment.run_experiment(config, flag_config.OUTPUT_DIR.value,
                                        overwrite=flag_config.OVERWRITE.value,
-                                       resume=flag_config.RESUME.value,
+                                       resume=flag_config.RESUME.value, method=method,
                                        log=lambda line: print(line, flush=True))
   except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
     print(f'train: error: {e}', file=sys.stderr)

@@ -1,15 +1,20 @@
-"""Named methods and the resumable grid runner with its report."""
+"""Named methods, the resumable grid runner with its report, and compare (a one-cell grid)."""
 
+import json
 import math
 import os
 
+import pandas as pd
 import pytest
 from absl import flags
 from absl.testing import flagsaver
 
+from fedcmi_tff import compare
 from fedcmi_tff import config as config_lib
 from fedcmi_tff import grid
-from fedcmi_tff.programs import methods
+from fedcmi_tff.algorithms import registry as methods
+from fedcmi_tff.programs import grid_runner
+from fedcmi_tff.programs import report
 
 NAMES = ('audio', 'visual')
 
@@ -41,7 +46,7 @@ def test_each_method_changes_only_its_own_settings():
 
 def test_grid_cells_run_partition_free_methods_once():
   base = config_lib.ExperimentConfig()
-  cells = grid.grid_cells(base, ['fedavg', 'unimodal_audio', 'centralised'], [0.1, 1.0],
+  cells = grid_runner.grid_cells(base, ['fedavg', 'unimodal_audio', 'centralised'], [0.1, 1.0],
                           [1.0, 0.5], [0, 1], NAMES, '/out')
   count = {m: sum(c['method'] == m for c in cells) for m in ('fedavg', 'unimodal_audio',
                                                             'centralised')}
@@ -49,12 +54,14 @@ def test_grid_cells_run_partition_free_methods_once():
   assert len({c['dir'] for c in cells}) == len(cells)
 
 
+_SHARED_FLAGS = ['--num_clients=4', '--clients_per_round=2', '--local_epochs=1', '--seeds=0']
+
+
 def _run_grid(out, rounds, capfd):
   with flagsaver.flagsaver():
     flags.FLAGS(['grid', f'--output_dir={out}', '--methods=fedavg,unimodal_visual',
-                 '--dirichlet_alphas=1.0', '--multi_ratios=0.5', '--seeds=0',
-                 f'--rounds={rounds}', '--num_clients=4', '--clients_per_round=2',
-                 '--local_epochs=1'])
+                 '--dirichlet_alphas=1.0', '--multi_ratios=0.5', f'--rounds={rounds}']
+                + _SHARED_FLAGS)
     assert grid.main(['grid']) == 0
   return capfd.readouterr().out
 
@@ -77,3 +84,39 @@ def test_grid_skips_finished_cells_and_resumes_unfinished_ones(tmp_path, capfd):
   rows = metrics.read_text().strip().splitlines()
   assert [r.split(',')[0] for r in rows[1:]] == ['1', '2']
   assert '| fedavg | 1 |' in (out / 'report.md').read_text()
+  # compare is the one-cell grid of the same methods: it finds both runs finished and
+  # tabulates their final rounds in the grid's vocabulary.
+  with flagsaver.flagsaver():
+    flags.FLAGS(['compare', f'--output_dir={out}', '--methods=fedavg,unimodal_visual',
+                 '--dirichlet_alpha=1.0', '--multi_ratio=0.5', '--rounds=2'] + _SHARED_FLAGS)
+    assert compare.main(['compare']) == 0
+  printed = capfd.readouterr().out
+  assert 'compare: 2 runs, 2 already finished, 0 to run' in printed
+  table = (out / 'comparison.md').read_text()
+  assert table.splitlines()[0].startswith('| method | seeds | fused | audio (own path) | '
+                                          'visual (own path) | audio infil-filled')
+  summary = json.loads((out / 'alpha_1' / 'ratio_any' / 'unimodal_visual' / 'seed_0' /
+                        'summary.json').read_text())
+  row = [line for line in table.splitlines() if line.startswith('| unimodal_visual |')][0]
+  fused = row.split('|')[3].strip()
+  assert fused == f'{100 * summary["final"]["acc_fused"]:.1f} ± 0.0'
+  assert summary['config']['method'] == 'unimodal_visual'
+  csv_rows = (out / 'comparison.csv').read_text().splitlines()
+  assert len(csv_rows) == 3 and csv_rows[0].startswith('method,seed,acc_fused')
+  assert table in printed
+
+
+def test_compare_refuses_an_unknown_method(tmp_path, capsys):
+  with flagsaver.flagsaver():
+    flags.FLAGS(['compare', f'--output_dir={tmp_path / "c"}', '--methods=fedavg,fedsgd'])
+    assert compare.main(['compare']) == 2
+  assert "unknown method 'fedsgd'" in capsys.readouterr().err
+  assert not (tmp_path / 'c').exists()
+
+
+def test_report_finds_the_weak_modality_from_the_runs():
+  finals = pd.DataFrame({'method': ['fedavg', 'fedcmi', 'unimodal_audio'],
+                         'acc_audio_own': [0.40, 0.50, 0.9], 'acc_visual_own': [0.7, 0.6, 0.1]})
+  assert report.weak_modality(finals, ('audio', 'visual')) == 'audio'
+  assert report.weak_modality(finals.assign(acc_audio_own=[0.8, 0.8, 0.1]),
+                              ('audio', 'visual')) == 'visual'

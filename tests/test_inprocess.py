@@ -25,9 +25,9 @@ import tensorflow_federated as tff
 from fedcmi_tff import config as config_lib
 from fedcmi_tff.backends import inprocess
 from fedcmi_tff.backends import tensorflow_sessions
-from fedcmi_tff.data import crema_d
 from fedcmi_tff.data import modalities
 from fedcmi_tff.learning import processes
+from fedcmi_tff.preparation import crema_d
 from fedcmi_tff.programs import experiment
 from fedcmi_tff.programs import runtime
 from tests import av_fixtures
@@ -134,10 +134,10 @@ Kind = modalities.ClientKind
 
 @pytest.fixture(scope='module')
 def tiny_process():
-  return processes.build_fedcmi(
-      tiny.model_fn, tiny.dataset(4).element_spec,
+  return processes.build_process_for_config(
+      'fedcmi', tiny.model_fn, tiny.dataset(4).element_spec,
       objective=config_lib.ObjectiveConfig(proximal_strength=0.01, warmup_rounds=0),
-      training=config_lib.LocalTrainingConfig(batch_size=4, local_epochs=1, total_rounds=3))
+      training=config_lib.LocalTrainingConfig(batch_size=4, local_epochs=1))
 
 
 def _clients():

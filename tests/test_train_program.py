@@ -10,6 +10,7 @@ import time
 
 import psutil
 import pytest
+import tensorflow_federated as tff
 from absl import flags
 from absl.testing import flagsaver
 
@@ -73,6 +74,9 @@ def test_outputs_and_same_seed_gives_identical_metrics(tmp_path, cache):
   summary = json.loads((tmp_path / 'one' / 'summary.json').read_text())
   assert summary['final'] == one.summary['final'] == two.summary['final']
   assert summary['config']['federation']['seed'] == 7
+  recorded = json.loads((tmp_path / 'one' / 'config.json').read_text())
+  assert recorded['method'] == 'fedcmi' and recorded['objective']['proximal_strength'] == 0.01
+  assert 'modulation_strength' not in recorded['objective']
   assert summary['final_round'] == 3 and 1 <= summary['best_round'] <= 3
   assert summary['best']['acc_fused'] == max(float(r['acc_fused']) for r in rows_one)
   per_class = _read(tmp_path / 'one' / 'per_class.csv')
@@ -104,15 +108,29 @@ def test_existing_output_is_protected_and_resume_continues_exactly(tmp_path, cac
   assert _accuracies(_read(tmp_path / 'part' / 'metrics.csv')) == _accuracies(
       _read(tmp_path / 'full' / 'metrics.csv'))
   assert resumed.summary['final'] == full.summary['final']
+  # The same through TFF's own program-state manager (a SavedModel per version).
+  state_dir = str(tmp_path / 'tff_state')
+  experiment.run_experiment(short, str(tmp_path / 'tff'), log=_quiet, process_cache=cache,
+                            program_state_manager=tff.program.FileProgramStateManager(
+                                state_dir, keep_total=1, keep_first=False))
+  assert os.listdir(state_dir) == ['program_state_2']
+  experiment.run_experiment(FAST, str(tmp_path / 'tff'), resume=True, log=_quiet,
+                            process_cache=cache,
+                            program_state_manager=tff.program.FileProgramStateManager(
+                                state_dir, keep_total=1, keep_first=False))
+  assert _accuracies(_read(tmp_path / 'tff' / 'metrics.csv')) == _accuracies(
+      _read(tmp_path / 'full' / 'metrics.csv'))
 
 
 def test_runs_saved_before_a_config_field_existed_still_count_as_finished(tmp_path):
   config = dataclasses.replace(FAST, federation=dataclasses.replace(FAST.federation, rounds=3))
-  saved = json.loads(json.dumps(dataclasses.replace(config, training=dataclasses.replace(
-      config.training, total_rounds=3)).to_dict()))
-  # Written by an older version: no augmentation / shuffle buffer / frame fields yet.
+  saved = json.loads(json.dumps(config.to_dict()))
+  # Written by an older version: no augmentation / shuffle buffer / frame fields yet, and
+  # fields since removed (training.total_rounds, the objective enum).
   del saved['training']['augmentation'], saved['training']['shuffle_buffer_size']
   del saved['num_frames'], saved['image_size']
+  saved['training']['total_rounds'] = 3
+  saved['objective']['objective'] = 'fedcmi'
   (tmp_path / 'summary.json').write_text(json.dumps({'config': saved, 'rounds_completed': 3}))
   assert experiment.finished_summary(config, str(tmp_path))['rounds_completed'] == 3
   # A field that differs from its default still makes it another run.
@@ -122,9 +140,37 @@ def test_runs_saved_before_a_config_field_existed_still_count_as_finished(tmp_pa
     experiment.finished_summary(changed, str(tmp_path))
 
 
+def test_resume_that_cannot_reproduce_the_fresh_run_is_refused(tmp_path, cache):
+  decaying = dataclasses.replace(
+      FAST, federation=dataclasses.replace(FAST.federation, rounds=2),
+      training=dataclasses.replace(FAST.training, min_learning_rate=0.002,
+                                   constant_lr_rounds=0))
+  run = tmp_path / 'run'
+  experiment.run_experiment(decaying, str(run), log=_quiet, process_cache=cache)
+  files_before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+  longer = dataclasses.replace(decaying, federation=dataclasses.replace(
+      decaying.federation, rounds=4))
+  with pytest.raises(experiment.OutputDirectoryError, match='decays after round 1'):
+    experiment.run_experiment(longer, str(run), resume=True, log=_quiet, process_cache=cache)
+  shorter = dataclasses.replace(decaying, federation=dataclasses.replace(
+      decaying.federation, rounds=1))
+  with pytest.raises(experiment.OutputDirectoryError, match='2 finished rounds, more than'):
+    experiment.run_experiment(shorter, str(run), resume=True, log=_quiet, process_cache=cache)
+  assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == files_before
+  (run / 'checkpoint.npz').write_bytes(b'not a zip file')
+  with pytest.raises(experiment.OutputDirectoryError, match='checkpoint.npz cannot be read'):
+    experiment.run_experiment(decaying, str(run), resume=True, log=_quiet, process_cache=cache)
+  (run / 'checkpoint.npz').unlink()
+  with pytest.raises(experiment.OutputDirectoryError, match='program state .* is missing'):
+    experiment.run_experiment(decaying, str(run), resume=True, log=_quiet, process_cache=cache)
+  assert (run / 'metrics.csv').read_bytes() == files_before['metrics.csv']
+
+
 @pytest.mark.parametrize('args,message', [
     (['--dataset=cifar'], 'unknown dataset'),
-    (['--algorithm=fedsgd'], 'unknown algorithm'),
+    (['--algorithm=fedsgd'], 'unknown method'),
+    (['--method=unimodal_smell'], "unknown method 'unimodal_smell'"),
+    (['--small_encoder_channels=16,x'], 'small_encoder_channels must be integers'),
     (['--multi_ratio=1.5'], 'multi_ratio must be in [0, 1]'),
     (['--clients_per_round=11', '--num_clients=10'], 'clients_per_round (11) must be <='),
     (['--rounds=0'], 'rounds must be > 0'),

@@ -1,22 +1,21 @@
 """Runs one federated training experiment and writes its results.
 
-Output directory:
-  config.json       the full configuration
+Output directory (written through `program_io`: TFF program-state and release managers):
+  config.json       the method and the configuration it applied (registry.applied_config)
   metrics.csv       one row per round (written atomically after every round)
   per_class.csv     per-class accuracy of every inference path, one row per round and path
   summary.json      configuration, final- and best-round values, the TFF runtime
-  checkpoint.npz    global weights after the last finished round (for --resume)
+  checkpoint.npz    program state after the last finished round: the round, the global
+                    weights and the whole learning state (server optimiser included), for
+                    --resume
   tensorboard/      TensorBoard scalars
 """
 
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
-import io
 import json
-import math
 import os
 import shutil
 import time
@@ -24,15 +23,20 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff import files
+from fedcmi_tff.algorithms import registry as method_registry
 from fedcmi_tff.data import client_data as client_data_lib
 from fedcmi_tff.data import prepared
 from fedcmi_tff.data import registry
 from fedcmi_tff.learning import evaluation
 from fedcmi_tff.learning import processes
 from fedcmi_tff.models import fedcmi_model
+from fedcmi_tff.programs import program_io
 from fedcmi_tff.programs import runtime
+
 
 class OutputDirectoryError(Exception):
   """The output directory holds results that would be overwritten."""
@@ -50,24 +54,6 @@ def summary_columns(modality_names) -> tuple:
           'acc_macro', 'acc_worst_class', 'acc_class_spread')
 
 
-def write_atomically(path: str, text: str) -> None:
-  """Writes text to path via a temporary file in the same folder and a rename."""
-  prepared.write_bytes_atomically(path, text.encode('utf-8'))
-
-
-def _csv_text(rows: list) -> str:
-  if not rows:
-    return ''
-  columns = list(rows[0].keys())
-  for row in rows[1:]:
-    columns.extend(k for k in row if k not in columns)
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=columns, lineterminator='\n')
-  writer.writeheader()
-  writer.writerows(rows)
-  return buf.getvalue()
-
-
 def make_model_fn(modality_names, input_shapes, num_classes, model_config,
                   vocabulary_sizes=None) -> Callable:
   def model_fn():
@@ -83,28 +69,41 @@ def sample_clients(client_ids: list, clients_per_round: int, seed: int, round_nu
   return [client_ids[i] for i in sorted(chosen)]
 
 
-def _prepare_output_dir(output_dir: str, config_dict: dict, overwrite: bool, resume: bool):
-  """Returns (start_round, weights or None, rows)."""
+def _prepare_output_dir(output_dir: str, config: config_lib.ExperimentConfig, overwrite: bool,
+                        resume: bool, state_manager) -> int:
+  """Returns the number of finished rounds to resume from (0 for a new run).
+
+  Raises:
+    OutputDirectoryError: the folder holds another run, or resuming it with this round
+      count would not give the run this configuration describes.
+  """
   config_path = os.path.join(output_dir, 'config.json')
   existing = os.path.isdir(output_dir) and os.listdir(output_dir)
   if existing and resume:
     if not os.path.exists(config_path):
       raise OutputDirectoryError(f'{output_dir}: cannot resume, no config.json there')
     with open(config_path) as f:
-      saved = _with_defaults(json.load(f))
-    if _without_rounds(saved) != _without_rounds(json.loads(json.dumps(config_dict))):
+      saved = json.load(f)
+    if _without_rounds(comparable(saved)) != _without_rounds(comparable(config)):
       raise OutputDirectoryError(
           f'{output_dir}/config.json differs from this run\'s configuration; '
           'resume only with the same flags (the round count may grow)')
-    checkpoint = os.path.join(output_dir, 'checkpoint.npz')
-    if not os.path.exists(checkpoint):
-      return 0, None, []
-    with np.load(checkpoint) as data:
-      start = int(data['round'])
-      trainable = [data[f't{i}'] for i in range(int(data['num_trainable']))]
-      non_trainable = [data[f'n{i}'] for i in range(int(data['num_non_trainable']))]
-    rows = _read_rows(os.path.join(output_dir, 'metrics.csv'), start)
-    return start, (trainable, non_trainable), rows
+    try:
+      versions = program_io.run_sync(state_manager.get_versions())
+    except program_io.CheckpointError as e:
+      raise OutputDirectoryError(str(e)) from None
+    if not versions:
+      finished = [n for n in ('metrics.csv', 'summary.json')
+                  if os.path.exists(os.path.join(output_dir, n))]
+      if finished:
+        raise OutputDirectoryError(
+            f'{output_dir}: cannot resume, its program state ({program_io.CHECKPOINT_NAME}) is '
+            f'missing but {" and ".join(finished)} hold finished rounds; restore it, or pass '
+            '--overwrite to start afresh')
+      return 0
+    completed = max(versions)
+    _check_round_count(output_dir, saved, config, completed)
+    return completed
   if existing and not overwrite:
     raise OutputDirectoryError(
         f'output_dir {output_dir} already exists and is not empty; pass --resume to continue '
@@ -112,49 +111,46 @@ def _prepare_output_dir(output_dir: str, config_dict: dict, overwrite: bool, res
   if existing and overwrite:
     shutil.rmtree(output_dir)
   os.makedirs(output_dir, exist_ok=True)
-  return 0, None, []
+  return 0
 
 
-def _read_rows(path: str, last_round: int) -> list:
-  """Rows of a results CSV written by this module, up to and including last_round."""
-  if not last_round or not os.path.exists(path):
-    return []
-  with open(path, newline='') as f:
-    return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)
-            if int(r['round']) <= last_round]
-
-
-def _parse(value: str):
-  try:
-    number = float(value)
-  except ValueError:
-    return value
-  return int(number) if number.is_integer() and '.' not in value and 'e' not in value else number
-
-
-def _save_checkpoint(output_dir: str, round_num: int, weights) -> None:
-  arrays = {'round': np.int64(round_num), 'num_trainable': np.int64(len(weights.trainable)),
-            'num_non_trainable': np.int64(len(weights.non_trainable))}
-  arrays.update({f't{i}': np.asarray(w) for i, w in enumerate(weights.trainable)})
-  arrays.update({f'n{i}': np.asarray(w) for i, w in enumerate(weights.non_trainable)})
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  prepared.write_bytes_atomically(os.path.join(output_dir, 'checkpoint.npz'), buffer.getvalue())
+def _check_round_count(output_dir: str, saved: dict, config: config_lib.ExperimentConfig,
+                       completed: int) -> None:
+  """Refuses a resume whose round count cannot reproduce the fresh run of that length."""
+  rounds = config.federation.rounds
+  saved_rounds = saved.get('federation', {}).get('rounds', rounds)
+  if rounds < completed:
+    raise OutputDirectoryError(
+        f'{output_dir} holds {completed} finished rounds, more than --rounds={rounds}; pass '
+        f'--rounds={completed} or more to resume it, or use another --output_dir')
+  if rounds != saved_rounds and config.training.depends_on_total_rounds(completed):
+    t = config.training
+    raise OutputDirectoryError(
+        f'{output_dir} was run for {saved_rounds} rounds and its learning rate decays after '
+        f'round {t.constant_lr_rounds + 1} towards {t.min_learning_rate} over the total round '
+        f'count, so its {completed} finished rounds differ from those of a fresh {rounds}-round '
+        f'run; resume it with --rounds={saved_rounds}, or run {rounds} rounds into another '
+        '--output_dir (or --overwrite)')
 
 
 def _train_metrics(train: dict) -> collections.OrderedDict:
-  batches = float(train['num_batches'])
-  teaching = float(train['a_teaches_batches']) + float(train['b_teaches_batches'])
+  """Per-round training columns from the summed client metrics.
+
+  Metrics an objective does not report take the value that means "not used":
+  no distillation (0), no temperature (1).
+  """
+  get = lambda name: float(np.mean(train[name])) if name in train else 0.0
+  batches = get('num_batches')
+  teaching = get('a_teaches_batches') + get('b_teaches_batches')
   out = collections.OrderedDict()
-  out['train_loss'] = float(train['loss_sum']) / batches if batches else float('nan')
-  out['distillation_loss'] = (float(train['distillation_loss_sum']) / teaching
-                              if teaching else 0.0)
-  out['a_teaches_fraction'] = float(train['a_teaches_batches']) / teaching if teaching else 0.0
-  out['multimodal_clients'] = float(train['multimodal_clients'])
-  out['proximal_term'] = float(train['proximal_term']) / max(float(train['clients']), 1.0)
-  temps = float(train['temperature_clients'])
-  out['mean_class_temperature'] = (float(np.mean(train['class_temperature_sum'])) / temps
-                                   if temps else 1.0)
+  out['train_loss'] = get('loss_sum') / batches if batches else float('nan')
+  out['distillation_loss'] = get('distillation_loss_sum') / teaching if teaching else 0.0
+  out['a_teaches_fraction'] = get('a_teaches_batches') / teaching if teaching else 0.0
+  out['multimodal_clients'] = get('multimodal_clients')
+  out['proximal_term'] = get('proximal_term') / max(get('clients'), 1.0)
+  temps = get('temperature_clients')
+  out['mean_class_temperature'] = get('class_temperature_sum') / temps if temps else 1.0
+  out['non_finite_clients'] = get('non_finite_clients')
   return out
 
 
@@ -174,9 +170,12 @@ def summarise(rows: list, columns: tuple, config_dict: dict) -> dict:
 
 
 def process_key(config: config_lib.ExperimentConfig) -> str:
-  """Runs whose configurations share this key can share one built process."""
-  fields = dataclasses.replace(config, federation=config_lib.FederationConfig(
-      rounds=config.federation.rounds))
+  """Runs whose configurations share this key can share one built process.
+
+  The round count enters the process only through a decaying learning rate.
+  """
+  rounds = config.federation.rounds if config.training.decays else 1
+  fields = dataclasses.replace(config, federation=config_lib.FederationConfig(rounds=rounds))
   return json.dumps(fields.to_dict(), sort_keys=True)
 
 
@@ -191,15 +190,41 @@ def finished_summary(config: config_lib.ExperimentConfig, output_dir: str) -> di
     return None
   with open(path) as f:
     summary = json.load(f)
-  config = dataclasses.replace(config, training=dataclasses.replace(
-      config.training, total_rounds=config.federation.rounds))
-  wanted = json.loads(json.dumps(config.to_dict()))
-  saved = _with_defaults(summary.get('config', {}))
+  saved, wanted = comparable(summary.get('config', {})), comparable(config)
   if saved != wanted:
     if _without_rounds(saved) != _without_rounds(wanted):
       raise OutputDirectoryError(f'{output_dir} holds a run of a different configuration')
     return None  # same run, other round count: resume it
   return summary if summary.get('rounds_completed') == config.federation.rounds else None
+
+
+# Fields earlier versions wrote that no longer exist: training.total_rounds (the round
+# count is federation.rounds) and the objective / modulation enums (the algorithm names
+# its objective, algorithms/registry.py).
+_OBSOLETE_FIELDS = {'training': ('total_rounds',), 'objective': ('objective', 'modulation')}
+
+
+def comparable(config) -> dict:
+  """A configuration as runs compare: what it applies, in saved-JSON form.
+
+  Accepts an `ExperimentConfig` or a saved config.json dict (of this or an earlier
+  version: fields added since take their defaults, obsolete fields are dropped, and
+  only the objective fields of its algorithm are kept).
+  """
+  if isinstance(config, config_lib.ExperimentConfig):
+    config = method_registry.applied_config(config)
+  saved = json.loads(json.dumps(config))
+  saved.pop('method', None)
+  out = _with_defaults(saved)
+  for group, names in _OBSOLETE_FIELDS.items():
+    for name in names:
+      out.get(group, {}).pop(name, None)
+  try:
+    keep = method_registry.objective_fields(out.get('algorithm'))
+  except ValueError:
+    return out  # an unknown algorithm never equals a configuration of this version
+  out['objective'] = {k: v for k, v in out.get('objective', {}).items() if k in keep}
+  return out
 
 
 def _with_defaults(saved: dict) -> dict:
@@ -215,13 +240,16 @@ def _with_defaults(saved: dict) -> dict:
 
 def _without_rounds(d: dict) -> dict:
   return {k: (_without_rounds(v) if isinstance(v, dict) else v) for k, v in d.items()
-          if k not in ('rounds', 'total_rounds')}
+          if k != 'rounds'}
 
 
 def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
                    overwrite: bool = False, resume: bool = False,
                    log: Callable[[str], None] = print,
-                   process_cache: dict | None = None) -> ExperimentResult:
+                   process_cache: dict | None = None,
+                   method: str | None = None,
+                   program_state_manager: tff.program.ProgramStateManager | None = None
+                   ) -> ExperimentResult:
   """Trains `config.algorithm` for `config.federation.rounds` rounds, evaluating every round.
 
   The TFF execution context must be configured by the caller
@@ -236,21 +264,26 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
     log: receives the progress lines.
     process_cache: optional dict shared between calls: runs that differ only in
       seed, client count or data split reuse one traced TFF process.
+    method: the method name `config` was made for (algorithms/registry.py), recorded
+      in config.json and summary.json; default the algorithm's name.
+    program_state_manager: where the program state goes after every round; default
+      `program_io.NpzProgramStateManager(output_dir)` (checkpoint.npz).
   """
-  config.validate(registry.DATASET_NAMES)
+  config.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
   fed = config.federation
-  training = dataclasses.replace(config.training, total_rounds=fed.rounds)
-  config = dataclasses.replace(config, training=training)
-  config_dict = config.to_dict()
+  config_dict = collections.OrderedDict(method=method or config.algorithm)
+  config_dict.update(method_registry.applied_config(config))
   # Data errors (prepared.DataFormatError) surface before anything is written.
   splits = registry.load_dataset(
       config.dataset, data_dir=config.data_dir, seed=config.dataset_seed,
       synthetic_dominant=config.synthetic_dominant,
       load_options=prepared.LoadOptions(num_frames=config.num_frames,
                                         image_size=config.image_size))
-  start_round, saved_weights, rows = _prepare_output_dir(output_dir, config_dict, overwrite,
-                                                         resume)
-  write_atomically(os.path.join(output_dir, 'config.json'),
+  state_manager = program_state_manager or program_io.NpzProgramStateManager(output_dir)
+  start_round = _prepare_output_dir(output_dir, config, overwrite, resume, state_manager)
+  outputs = program_io.run_outputs(output_dir, state_manager)
+  rows = program_io.read_rows(os.path.join(output_dir, 'metrics.csv'), start_round)
+  files.write_text(os.path.join(output_dir, 'config.json'),
                    json.dumps(config_dict, indent=2) + '\n')
 
   data = client_data_lib.build_federated_splits(
@@ -272,9 +305,10 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   if process_cache is not None and key in process_cache:
     process = process_cache[key]
   else:
-    process = processes.build_process_for_algorithm(
+    process = processes.build_process_for_config(
         config.algorithm, model_fn, data.client_data.element_type_structure,
-        objective=config.objective, training=training)
+        objective=config.objective, training=config.training, total_rounds=fed.rounds,
+        server_optimizer=processes.server_optimizer_for(config.server))
     if process_cache is not None:
       process_cache[key] = process
   # Client datasets are built once and reused every round.
@@ -284,19 +318,16 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   tf.keras.utils.set_random_seed(fed.seed)
   eval_model = model_fn()
   state = process.initialize()
-  if saved_weights is None:
-    weights = tff_weights(eval_model)
+  initial_weights = tff_weights(eval_model)
+  if start_round:
+    state = _restored_state(outputs.program_state, start_round, process, state,
+                            initial_weights, output_dir)
   else:
-    weights = tff_weights_from(saved_weights)
-  state = process.set_model_weights(state, weights)
-  state = _with_round(state, start_round)
+    state = process.set_model_weights(state, initial_weights)
   confusion = evaluation.build_confusion_fn(eval_model)
   log(f'{config.algorithm}: process built and initialised in {time.time() - started:.1f}s')
 
   columns = summary_columns(data.modality_names)
-  writer = tf.summary.create_file_writer(os.path.join(output_dir, 'tensorboard'))
-  per_class_path = os.path.join(output_dir, 'per_class.csv')
-  per_class_rows = _read_rows(per_class_path, start_round)
   for round_num in range(start_round, fed.rounds):
     round_start = time.time()
     selected = sample_clients(client_ids, fed.clients_per_round, fed.seed, round_num)
@@ -314,18 +345,12 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
     row[f'weight_{data.modality_names[1]}'] = float(totals[1])
     row['clients'] = ' '.join(selected)
     rows.append(row)
-    for path, values in per_class.items():
-      per_class_rows.append(collections.OrderedDict(
-          [('round', round_num + 1), ('path', path)] +
-          [(name, float(v)) for name, v in zip(data.class_names, values)]))
-    with writer.as_default(step=round_num + 1):
-      for key, value in row.items():
-        if isinstance(value, float) and math.isfinite(value):
-          tf.summary.scalar(key, value)
-    writer.flush()
-    write_atomically(os.path.join(output_dir, 'metrics.csv'), _csv_text(rows))
-    write_atomically(per_class_path, _csv_text(per_class_rows))
-    _save_checkpoint(output_dir, round_num + 1, weights)
+    released = collections.OrderedDict((k, v) for k, v in row.items() if k != 'round')
+    class_rows = [collections.OrderedDict(
+        [('path', path)] + [(name, float(v)) for name, v in zip(data.class_names, values)])
+                  for path, values in per_class.items()]
+    program_io.run_sync(_release_round(outputs, round_num + 1, released, class_rows,
+                                       weights, state))
     a, b = data.modality_names
     log(f'round {round_num + 1:3d}/{fed.rounds}  {seconds:5.1f}s  loss {row["train_loss"]:.3f}  '
         f'fused {row["acc_fused"]:.3f}  {a} {row[f"acc_{a}_path"]:.3f}/{row[f"acc_{a}_zero"]:.3f}  '
@@ -337,9 +362,18 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   summary['modality_names'] = list(data.modality_names)
   summary['class_names'] = list(data.class_names)
   summary['runtime'] = runtime.current_runtime()
-  write_atomically(os.path.join(output_dir, 'summary.json'),
-                   json.dumps(summary, indent=2, allow_nan=True) + '\n')
+  program_io.run_sync(outputs.summary.release(summary, rows[-1]['round']))
   return ExperimentResult(output_dir, rows, summary)
+
+
+async def _release_round(outputs: program_io.RunOutputs, round_num: int, row, class_rows,
+                         weights, state) -> None:
+  """Releases a finished round's metrics, then saves the program state (in that order, so
+  a run killed in between repeats the round rather than missing its rows)."""
+  await outputs.metrics.release(row, round_num)
+  await outputs.per_class.release(class_rows, round_num)
+  await outputs.program_state.save(
+      {'round': np.int64(round_num), 'weights': weights, 'state': state}, round_num)
 
 
 def tff_weights(model) -> processes.ModelWeights:
@@ -356,6 +390,22 @@ def assign_weights(model, weights) -> None:
     v.assign(w)
   for v, w in zip(model.non_trainable_variables, weights.non_trainable):
     v.assign(w)
+
+
+def _restored_state(state_manager, version: int, process, initial_state, initial_weights,
+                    output_dir: str):
+  """The learning state of the saved program state `version`."""
+  structure = {'round': np.int64(0), 'weights': initial_weights, 'state': initial_state}
+  try:
+    saved = program_io.run_sync(state_manager.load(version, structure))
+  except program_io.LegacyCheckpointError as e:
+    # A checkpoint of weights only (written before the full state was saved): the server
+    # optimiser state restarts, the round counter is kept.
+    state = process.set_model_weights(initial_state, tff_weights_from(e.weights))
+    return _with_round(state, e.round_num)
+  except program_io.CheckpointError as e:
+    raise OutputDirectoryError(str(e)) from None
+  return saved['state']
 
 
 def _with_round(state, round_num: int):

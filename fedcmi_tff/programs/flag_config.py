@@ -1,23 +1,33 @@
 """absl flags shared by the entry points, mapped onto `config.ExperimentConfig`.
 
-Only entry points (train.py, compare.py) import this module; the library never
-reads flags.
+Only entry points (train.py, grid.py, ...) import this module; the library never
+reads flags.  Every configuration field has exactly one flag, whose default is the
+field's default: `_FIELD_FLAGS` maps fields to flags, and importing this module fails
+if a field of the dataclasses has no flag (so a field cannot be added in one place
+and missed in another).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 from absl import flags
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.algorithms import registry as method_registry
+from fedcmi_tff.data import registry as data_registry
 from fedcmi_tff.programs import runtime as runtime_lib
 
 _D = config_lib.ExperimentConfig()
 
 # What and where.
-ALGORITHM = flags.DEFINE_string('algorithm', _D.algorithm,
-                                f'One of: {", ".join(config_lib.ALGORITHMS)}.')
+METHOD = flags.DEFINE_string(
+    'method', _D.algorithm, 'What to train: an algorithm (' +
+    ', '.join(method_registry.ALGORITHMS) + '), an ablation (fedcmi_no_infiltration, '
+    'fedcmi_constant_temperature, fedcmi_no_proximal, fedcmi_direction_consistent), '
+    'unimodal_<modality> or centralised (algorithms/registry.py).')
+flags.DEFINE_alias('algorithm', 'method')
 DATASET = flags.DEFINE_string('dataset', _D.dataset, 'Dataset name (synthetic_av is embedded).')
 DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder of a prepared dataset.')
 SYNTHETIC_DOMINANT = flags.DEFINE_string('synthetic_dominant', _D.synthetic_dominant,
@@ -31,6 +41,12 @@ IMAGE_SIZE = flags.DEFINE_integer('image_size', _D.image_size,
 OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where results are written.')
 OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an existing output_dir.')
 RESUME = flags.DEFINE_bool('resume', False, 'Continue the run in output_dir from its checkpoint.')
+
+# Several runs (grid, compare): method names x seeds.
+METHODS = flags.DEFINE_list(
+    'methods', ['fedcmi', 'fedavg'], 'grid and compare: method names (as --method; compare\'s '
+    'default adds unimodal_visual, or the weak modality of the dataset).')
+SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'grid and compare: training seeds.')
 
 # Federation.
 _F = _D.federation
@@ -58,6 +74,9 @@ TEXT_ENCODER_PATH = flags.DEFINE_string(
     'text encoder; it must match the prepared vocabulary.')
 FEATURE_DIM = flags.DEFINE_integer('feature_dim', None,
                                    'If set, both encoders end in Linear+BN+ReLU to this size.')
+SMALL_ENCODER_CHANNELS = flags.DEFINE_list(
+    'small_encoder_channels', [str(c) for c in _D.model.small_encoder_channels],
+    'Channels of the small encoder\'s convolution blocks.')
 
 # Local training.
 _T = _D.training
@@ -104,6 +123,17 @@ MODULATION_START_ROUND = flags.DEFINE_integer('modulation_start_round',
 MODULATION_END_ROUND = flags.DEFINE_integer('modulation_end_round', _O.modulation_end_round,
                                             'Last round of OGM-GE / PMR modulation.')
 
+# Server.
+_S = _D.server
+SERVER_OPTIMIZER = flags.DEFINE_enum(
+    'server_optimizer', _S.optimizer, ['sgd', 'adam'],
+    'Server optimiser on the mean client delta: sgd (learning rate 1, momentum 0: FedAvg; '
+    'momentum > 0: FedAvgM) or adam (FedAdam).')
+SERVER_LEARNING_RATE = flags.DEFINE_float('server_learning_rate', _S.learning_rate,
+                                          'Server learning rate.')
+SERVER_MOMENTUM = flags.DEFINE_float('server_momentum', _S.momentum,
+                                     'Server momentum of the sgd server optimiser.')
+
 # Runtime.
 RUNTIME = flags.DEFINE_enum(
     'runtime', runtime_lib.DEFAULT_RUNTIME, runtime_lib.RUNTIMES,
@@ -130,39 +160,121 @@ def configure_runtime() -> str:
                                                  MAX_CONCURRENT_CLIENTS.value)
 
 
-def experiment_config(**overrides) -> config_lib.ExperimentConfig:
-  """The configuration the flags describe; `overrides` replace top-level fields."""
+def _temperature_mode(value: str) -> config_lib.TemperatureMode:
   try:
-    temperature_mode = config_lib.TemperatureMode(TEMPERATURE_MODE.value)
+    return config_lib.TemperatureMode(value)
   except ValueError:
-    raise ValueError(f'temperature_mode must be class_wise or constant, got '
-                     f'{TEMPERATURE_MODE.value!r}') from None
-  config = config_lib.ExperimentConfig(
-      algorithm=ALGORITHM.value, dataset=DATASET.value, data_dir=DATA_DIR.value,
-      synthetic_dominant=SYNTHETIC_DOMINANT.value, dataset_seed=DATASET_SEED.value,
-      federation=config_lib.FederationConfig(
-          num_clients=NUM_CLIENTS.value, clients_per_round=CLIENTS_PER_ROUND.value,
-          rounds=ROUNDS.value, dirichlet_alpha=DIRICHLET_ALPHA.value,
-          balance_cap=BALANCE_CAP.value, multi_ratio=MULTI_RATIO.value,
-          only_modality=ONLY_MODALITY.value, seed=SEED.value),
-      num_frames=NUM_FRAMES.value, image_size=IMAGE_SIZE.value,
-      model=config_lib.ModelConfig(encoder=ENCODER.value, projector=PROJECTOR.value,
-                                   text_encoder=TEXT_ENCODER.value,
-                                   text_encoder_path=TEXT_ENCODER_PATH.value,
-                                   feature_dim=FEATURE_DIM.value),
-      training=config_lib.LocalTrainingConfig(
-          learning_rate=LEARNING_RATE.value, min_learning_rate=MIN_LEARNING_RATE.value,
-          constant_lr_rounds=CONSTANT_LR_ROUNDS.value, total_rounds=ROUNDS.value,
-          momentum=MOMENTUM.value, weight_decay=WEIGHT_DECAY.value,
-          local_epochs=LOCAL_EPOCHS.value, batch_size=BATCH_SIZE.value,
-          shuffle_buffer_size=SHUFFLE_BUFFER_SIZE.value, augmentation=AUGMENTATION.value),
-      objective=config_lib.ObjectiveConfig(
-          distillation_weight=DISTILLATION_WEIGHT.value, self_head_weight=SELF_HEAD_WEIGHT.value,
-          temperature_sharpness=TEMPERATURE_SHARPNESS.value, temperature_mode=temperature_mode,
-          direction_consistent_temperature=DIRECTION_CONSISTENT.value,
-          warmup_rounds=WARMUP_ROUNDS.value, proximal_strength=PROXIMAL_STRENGTH.value,
-          modulation_strength=MODULATION_STRENGTH.value,
-          modulation_start_round=MODULATION_START_ROUND.value,
-          modulation_end_round=MODULATION_END_ROUND.value),
-      eval_batch_size=EVAL_BATCH_SIZE.value)
-  return dataclasses.replace(config, **overrides)
+    raise ValueError(f'temperature_mode must be class_wise or constant, got {value!r}') from None
+
+
+def _channels(values: list) -> tuple:
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError:
+    raise ValueError(f'small_encoder_channels must be integers, got {",".join(values)}') from None
+
+
+# (group, field) -> (flag, conversion of its value); group None = ExperimentConfig itself.
+# `algorithm` comes from --method through the method registry.
+_FIELD_FLAGS = {
+    (None, 'dataset'): (DATASET, None),
+    (None, 'data_dir'): (DATA_DIR, None),
+    (None, 'synthetic_dominant'): (SYNTHETIC_DOMINANT, None),
+    (None, 'dataset_seed'): (DATASET_SEED, None),
+    (None, 'num_frames'): (NUM_FRAMES, None),
+    (None, 'image_size'): (IMAGE_SIZE, None),
+    (None, 'eval_batch_size'): (EVAL_BATCH_SIZE, None),
+    ('federation', 'num_clients'): (NUM_CLIENTS, None),
+    ('federation', 'clients_per_round'): (CLIENTS_PER_ROUND, None),
+    ('federation', 'rounds'): (ROUNDS, None),
+    ('federation', 'dirichlet_alpha'): (DIRICHLET_ALPHA, None),
+    ('federation', 'balance_cap'): (BALANCE_CAP, None),
+    ('federation', 'multi_ratio'): (MULTI_RATIO, None),
+    ('federation', 'only_modality'): (ONLY_MODALITY, None),
+    ('federation', 'seed'): (SEED, None),
+    ('model', 'encoder'): (ENCODER, None),
+    ('model', 'small_encoder_channels'): (SMALL_ENCODER_CHANNELS, _channels),
+    ('model', 'projector'): (PROJECTOR, None),
+    ('model', 'text_encoder'): (TEXT_ENCODER, None),
+    ('model', 'text_encoder_path'): (TEXT_ENCODER_PATH, None),
+    ('model', 'feature_dim'): (FEATURE_DIM, None),
+    ('training', 'learning_rate'): (LEARNING_RATE, None),
+    ('training', 'min_learning_rate'): (MIN_LEARNING_RATE, None),
+    ('training', 'constant_lr_rounds'): (CONSTANT_LR_ROUNDS, None),
+    ('training', 'momentum'): (MOMENTUM, None),
+    ('training', 'weight_decay'): (WEIGHT_DECAY, None),
+    ('training', 'local_epochs'): (LOCAL_EPOCHS, None),
+    ('training', 'batch_size'): (BATCH_SIZE, None),
+    ('training', 'shuffle_buffer_size'): (SHUFFLE_BUFFER_SIZE, None),
+    ('training', 'augmentation'): (AUGMENTATION, None),
+    ('objective', 'distillation_weight'): (DISTILLATION_WEIGHT, None),
+    ('objective', 'self_head_weight'): (SELF_HEAD_WEIGHT, None),
+    ('objective', 'temperature_sharpness'): (TEMPERATURE_SHARPNESS, None),
+    ('objective', 'temperature_mode'): (TEMPERATURE_MODE, _temperature_mode),
+    ('objective', 'direction_consistent_temperature'): (DIRECTION_CONSISTENT, None),
+    ('objective', 'warmup_rounds'): (WARMUP_ROUNDS, None),
+    ('objective', 'proximal_strength'): (PROXIMAL_STRENGTH, None),
+    ('objective', 'modulation_strength'): (MODULATION_STRENGTH, None),
+    ('objective', 'modulation_start_round'): (MODULATION_START_ROUND, None),
+    ('objective', 'modulation_end_round'): (MODULATION_END_ROUND, None),
+    ('server', 'optimizer'): (SERVER_OPTIMIZER, None),
+    ('server', 'learning_rate'): (SERVER_LEARNING_RATE, None),
+    ('server', 'momentum'): (SERVER_MOMENTUM, None),
+}
+_NOT_FLAGS = {(None, 'algorithm')}  # set by --method
+
+
+def config_fields() -> set:
+  """Every (group, field) of `ExperimentConfig`, one level of nested dataclasses deep."""
+  out = set()
+  for f in dataclasses.fields(config_lib.ExperimentConfig):
+    value = getattr(_D, f.name)
+    if dataclasses.is_dataclass(value):
+      out.update((f.name, g.name) for g in dataclasses.fields(value))
+    else:
+      out.add((None, f.name))
+  return out
+
+
+def _check_field_flags() -> None:
+  missing = config_fields() - set(_FIELD_FLAGS) - _NOT_FLAGS
+  unknown = set(_FIELD_FLAGS) - config_fields()
+  if missing or unknown:
+    raise AssertionError(
+        f'programs/flag_config.py is out of step with config.py: fields without a flag '
+        f'{sorted(missing, key=str)}, flags of no field {sorted(unknown, key=str)}')
+
+
+_check_field_flags()
+
+
+def base_config(**overrides) -> config_lib.ExperimentConfig:
+  """The configuration the flags describe, without --method (algorithm: fedcmi).
+
+  `overrides` replace top-level fields.  Raises ValueError for a flag value that
+  cannot be converted.
+  """
+  top, groups = {}, collections.defaultdict(dict)
+  for (group, field), (flag, convert) in _FIELD_FLAGS.items():
+    value = convert(flag.value) if convert else flag.value
+    if group is None:
+      top[field] = value
+    else:
+      groups[group][field] = value
+  for group, values in groups.items():
+    top[group] = type(getattr(_D, group))(**values)
+  return dataclasses.replace(config_lib.ExperimentConfig(**top), **overrides)
+
+
+def method_and_config(**overrides) -> tuple:
+  """(--method, the configuration of that method on `base_config(**overrides)`).
+
+  Raises:
+    ValueError: an unknown method or dataset, or a flag value that cannot be converted.
+  """
+  base = base_config(**overrides)
+  if base.dataset not in data_registry.DATASET_MODALITIES:
+    raise ValueError(f'unknown dataset {base.dataset!r}; expected one of '
+                     f'{", ".join(data_registry.DATASET_NAMES)}')
+  names = data_registry.DATASET_MODALITIES[base.dataset]
+  return METHOD.value, method_registry.method_config(METHOD.value, base, names)

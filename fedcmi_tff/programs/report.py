@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-t
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from fedcmi_tff import files  # noqa: E402
 from fedcmi_tff.programs import comparison  # noqa: E402
 
 
@@ -58,6 +59,23 @@ def report_columns(modality_names) -> tuple:
             f'acc_{b}_own': f'{b} (own path)', 'acc_macro': 'macro',
             'acc_worst_class': 'worst class'}
   return columns, labels
+
+
+def weak_modality(finals: pd.DataFrame, modality_names) -> str:
+  """The modality with the lower mean own-path accuracy over the multimodal methods' runs.
+
+  Unimodal and centralised runs are left out: a unimodal run's other modality is at
+  chance by construction.  With no multimodal run, the unimodal runs decide.
+  """
+  multimodal = finals[~finals['method'].str.startswith('unimodal_') &
+                      (finals['method'] != 'centralised')]
+  if len(multimodal):
+    means = {m: multimodal[f'acc_{m}_own'].mean() for m in modality_names}
+  else:
+    means = {m: finals.loc[finals['method'] == f'unimodal_{m}', f'acc_{m}_own'].mean()
+             for m in modality_names}
+  a, b = modality_names
+  return a if means[a] < means[b] else b
 
 
 def where_fedcmi_loses(table: pd.DataFrame, columns, labels) -> str:
@@ -124,7 +142,9 @@ def _cell_rows(frame, alpha, ratio):
 
 def _figures(rounds, classes, finals, alpha, ratio, columns, labels, modality_names, out_dir):
   paths = []
-  weak_column = columns[2]
+  weak = weak_modality(finals, modality_names)
+  dominant = [m for m in modality_names if m != weak][0]
+  weak_column = f'acc_{weak}_own'
   cell_rounds = _cell_rows(rounds, alpha, ratio)
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
   for method, group in cell_rounds.groupby('method', sort=False):
@@ -160,7 +180,7 @@ def _figures(rounds, classes, finals, alpha, ratio, columns, labels, modality_na
   fig.tight_layout()
   paths.append(_save(fig, os.path.join(out_dir, 'fig_per_class.png')))
 
-  a_col, b_col = columns[1], columns[2]
+  a_col, b_col = f'acc_{dominant}_own', f'acc_{weak}_own'
   gaps = finals.assign(gap=finals[a_col] - finals[b_col])
   gaps = gaps[~gaps['method'].str.startswith('unimodal_')]
   table = gaps.groupby(['method', 'ratio'], sort=False)['gap'].mean().unstack('ratio')
@@ -175,8 +195,7 @@ def _figures(rounds, classes, finals, alpha, ratio, columns, labels, modality_na
 
 
 def _save(fig, path):
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=110)
+  with files.atomic_path(path, suffix='.png') as tmp:
+    fig.savefig(tmp, dpi=110)
   plt.close(fig)
-  os.replace(tmp, path)
   return path
