@@ -50,3 +50,44 @@ def test_missing_test_target_and_missing_build_file_are_reported(tmp_path):
   assert 'tests/test_new_feature.py has no pytest_test in tests/BUILD' in problems
   assert any(p.startswith('fedcmi_tff/models/BUILD is missing') for p in problems)
   assert len(problems) == 2
+
+
+def test_repository_imports_only_direct_dependencies():
+  assert build_check.find_missing_deps(REPO) == []
+
+
+def test_import_without_dependency_is_reported(tmp_path):
+  root = _copy_tree(tmp_path)
+  build = root / 'fedcmi_tff' / 'programs' / 'BUILD'
+  text = build.read_text()
+  removed = text.replace('        "//fedcmi_tff/learning:evaluation",\n', '', 1)
+  assert removed != text
+  build.write_text(removed)
+  assert build_check.find_missing_deps(str(root)) == [
+      'fedcmi_tff/programs/experiment.py imports fedcmi_tff.learning.evaluation but target '
+      '//fedcmi_tff/programs:experiment does not depend on //fedcmi_tff/learning:evaluation']
+
+
+def test_program_import_needs_the_program_library(tmp_path):
+  root = _copy_tree(tmp_path)
+  build = root / 'tests' / 'BUILD'
+  text = build.read_text()
+  removed = text.replace('        "//fedcmi_tff:grid_lib",\n', '        "//fedcmi_tff:grid",\n', 1)
+  assert removed != text
+  build.write_text(removed)
+  assert build_check.find_missing_deps(str(root)) == [
+      'tests/test_grid.py imports fedcmi_tff.grid but target //tests:test_grid does not depend '
+      'on //fedcmi_tff:grid_lib']
+
+
+def test_dependency_on_a_missing_target_is_reported(tmp_path):
+  root = _copy_tree(tmp_path)
+  build = root / 'tests' / 'BUILD'
+  text = build.read_text()
+  changed = text.replace('        "//fedcmi_tff/learning:masked_sgd",\n',
+                         '        "//fedcmi_tff/learning:masked_sgd",\n'
+                         '        "//fedcmi_tff/programs:methods",\n', 1)
+  assert changed != text
+  build.write_text(changed)
+  assert build_check.find_missing_deps(str(root)) == [
+      '//tests:test_masked_sgd depends on //fedcmi_tff/programs:methods, which does not exist']
