@@ -23,6 +23,8 @@ _CPP_CONTEXT = []
 @pytest.fixture(autouse=True)
 def tff_cpp_context_by_default():
   import tensorflow_federated as tff  # pylint: disable=g-import-not-at-top
+  from fedcmi_tff.programs import runtime  # pylint: disable=g-import-not-at-top
+  runtime.let_workers_be_interrupted()  # before the first worker starts
   if not _CPP_CONTEXT:  # one context (and so at most one worker) for the whole session
     _CPP_CONTEXT.append(tff.backends.native.create_sync_local_cpp_execution_context())
   stack = tff.framework.get_context_stack()

@@ -1,12 +1,17 @@
 """The TFF worker clean-up leaves TFF able to run further computations."""
 
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import psutil
 import tensorflow_federated as tff
 
 from fedcmi_tff.programs import runtime
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _worker_pids():
@@ -35,3 +40,29 @@ def test_computations_run_again_after_the_worker_is_stopped():
   assert len(second) == 1 and second != first
   assert runtime.stop_worker_processes() == 1
   assert runtime.wait_for_no_workers()
+
+
+_SWITCH_CONTEXTS = '''
+import gc, numpy as np, tensorflow_federated as tff
+from fedcmi_tff.programs import runtime
+runtime.configure_execution_context('tff_cpp')
+@tff.tensorflow.computation(np.float32)
+def add_one(x):
+  return x + 1.0
+assert add_one(1.0) == 2.0
+runtime.configure_execution_context('inprocess')  # drops the C++ context: TFF stops its worker
+gc.collect()
+assert add_one(2.0) == 3.0
+print('switched')
+'''
+
+
+def test_switching_away_from_the_cpp_worker_does_not_hang_when_sigint_is_ignored():
+  """Started in the background by a script (`cmd &`), a process inherits SIGINT as
+  ignored; TFF stops its worker with SIGINT and waits for it, which hung the CI run."""
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run(
+      [sys.executable, '-c', _SWITCH_CONTEXTS], cwd=REPO, env=env, capture_output=True,
+      text=True, timeout=120,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  assert out.returncode == 0 and 'switched' in out.stdout, out.stderr[-2000:]

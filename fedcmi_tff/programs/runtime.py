@@ -92,8 +92,26 @@ def stop_worker_processes(timeout: float = 5.0) -> int:
   return len(workers)
 
 
+def let_workers_be_interrupted() -> None:
+  """Makes the TFF workers this process starts stop on SIGINT, as TFF expects.
+
+  A process started in the background by a non-interactive shell (`cmd &` in a script,
+  a CI runner) inherits SIGINT as ignored, and so would every worker it starts; TFF
+  stops its local worker with SIGINT and then waits for it, forever.  Installing
+  Python's own SIGINT handler (KeyboardInterrupt) here gives started workers the default
+  disposition again (exec resets handled signals).  Only possible in the main thread;
+  elsewhere this does nothing.
+  """
+  try:
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+  except ValueError:  # not the main thread
+    pass
+
+
 def _register_cleanup():
   global _registered
+  let_workers_be_interrupted()
   if not _registered:
     atexit.register(stop_worker_processes)
     _registered = True
