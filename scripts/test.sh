@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the environment (idempotent) and runs every test once:
-#   1. the pytest suite (extra arguments go to pytest, e.g. scripts/test.sh -k distillation);
+#   1. the pytest suite in two processes (extra arguments go to pytest, e.g.
+#      scripts/test.sh -k distillation; FEDCMI_TEST_WORKERS=0 runs it in one process);
 #   2. the Bazel stage, which proves the BUILD graph without running the suite a second time:
 #      `bazel build //...` (every library, program and test target), `bazel test` of the BUILD
 #      drift check (tests/test_build_files.py, which runs here rather than in step 1), and
@@ -13,7 +14,13 @@ bash scripts/setup.sh
 venv="${FEDCMI_VENV:-$repo/venv}"
 export TF_CPP_MIN_LOG_LEVEL=2
 skip_bazel="${FEDCMI_SKIP_BAZEL:-0}"
+# Two test processes (FEDCMI_TEST_WORKERS; 0 = one process): whole modules go to a process
+# (--dist loadfile), so each module's traced processes and fixtures are built once.
+workers="${FEDCMI_TEST_WORKERS:-2}"
 pytest_args=(-q -p no:cacheprovider -W ignore::DeprecationWarning)
+if [[ "$workers" != 0 ]]; then
+  pytest_args+=(-n "$workers" --dist loadfile)
+fi
 if [[ "$skip_bazel" != 1 ]]; then
   pytest_args+=(--ignore=tests/test_build_files.py)
 fi
