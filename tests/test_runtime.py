@@ -20,9 +20,15 @@ def _worker_pids():
 
 
 def test_computations_run_again_after_the_worker_is_stopped():
+  """TFF's own local C++ context (the tests' default) restarts its worker after
+  stop_worker_processes; --runtime=tff_cpp's own worker is stopped and reaped too."""
   runtime.stop_worker_processes()  # workers of earlier tests' contexts
   assert runtime.wait_for_no_workers()
   runtime.configure_execution_context('tff_cpp')
+  assert len(_worker_pids()) == 1
+  assert runtime.stop_worker_processes() == 1
+  assert runtime.wait_for_no_workers()
+  tff.backends.native.set_sync_local_cpp_execution_context()
 
   @tff.tensorflow.computation(np.float32)
   def add_one(x):
