@@ -22,12 +22,11 @@ from absl import flags  # noqa: E402
 
 from fedcmi_tff import files  # noqa: E402
 from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
-from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import comparison  # noqa: E402
-from fedcmi_tff.programs import experiment  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import grid_runner  # noqa: E402
+from fedcmi_tff.programs import outcomes  # noqa: E402
 from fedcmi_tff.programs import report  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 
@@ -79,35 +78,34 @@ def main(argv):
   except ValueError as e:
     print(f'compare: error: {e}', file=sys.stderr)
     return 2
-  started = time.time()
-  try:
+  stops = outcomes.StopRequests('compare').install()
+
+  def body() -> int:
+    started = time.time()
     todo = grid_runner.unfinished(cells)
     print(f'compare: {len(cells)} runs, {len(cells) - len(todo)} already finished, '
           f'{len(todo)} to run', flush=True)
     if todo:
-      print(f'compare: TFF runtime: {flag_config.configure_runtime()}', flush=True)
+      print(f'compare: TFF runtime: {flag_config.configure_runtime("compare")}', flush=True)
     grid_runner.run_cells(cells, todo, 'compare', lambda line: print(line, flush=True),
-                          run_log=lambda line: print('  ' + line, flush=True))
-  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
-    print(f'compare: error: {e}', file=sys.stderr)
-    return 2
-  finally:
-    runtime.stop_worker_processes()
+                          run_log=lambda line: print('  ' + line, flush=True),
+                          stop_requested=stops.requested)
+    finals, _, _ = report.load_runs(cells)
+    columns, labels = comparison_columns(names)
+    table = comparison.mean_std_table(finals, columns)
+    markdown = comparison.markdown_table(table, columns, labels)
+    files.write_text(os.path.join(out_dir, 'comparison.csv'),
+                     finals.drop(columns=['alpha', 'ratio']).to_csv(index=False))
+    files.write_text(os.path.join(out_dir, 'comparison.md'), markdown)
+    print(f'\nFinal-round test accuracy (%), mean ± std over seeds {seeds}; '
+          f'{base.federation.rounds} rounds, {base.dataset}; "own path" is the path each '
+          'method trains for unimodal clients (FedCMI: infiltration-filled, others: '
+          'zero-filled).')
+    print(markdown)
+    print(f'compare: {len(cells)} runs in {time.time() - started:.0f}s; results in {out_dir}')
+    return 0
 
-  finals, _, _ = report.load_runs(cells)
-  columns, labels = comparison_columns(names)
-  table = comparison.mean_std_table(finals, columns)
-  markdown = comparison.markdown_table(table, columns, labels)
-  files.write_text(os.path.join(out_dir, 'comparison.csv'),
-                   finals.drop(columns=['alpha', 'ratio']).to_csv(index=False))
-  files.write_text(os.path.join(out_dir, 'comparison.md'), markdown)
-  print(f'\nFinal-round test accuracy (%), mean ± std over seeds {seeds}; '
-        f'{base.federation.rounds} rounds, {base.dataset}; "own path" is the path each '
-        'method trains for unimodal clients (FedCMI: infiltration-filled, others: '
-        'zero-filled).')
-  print(markdown)
-  print(f'compare: {len(cells)} runs in {time.time() - started:.0f}s; results in {out_dir}')
-  return 0
+  return outcomes.run_guarded('compare', body, stops)
 
 
 if __name__ == '__main__':

@@ -23,11 +23,10 @@ from absl import flags  # noqa: E402
 
 from fedcmi_tff import files  # noqa: E402
 from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
-from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
-from fedcmi_tff.programs import experiment  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import grid_runner  # noqa: E402
+from fedcmi_tff.programs import outcomes  # noqa: E402
 from fedcmi_tff.programs import report  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 
@@ -58,35 +57,31 @@ def main(argv):
     print(f'grid: error: {e}', file=sys.stderr)
     return 2
 
-  started = time.time()
-  try:
-    todo = grid_runner.unfinished(cells)
-  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
-    print(f'grid: error: {e}', file=sys.stderr)
-    return 2
-  print(f'grid: {len(cells)} cells, {len(cells) - len(todo)} already finished, '
-        f'{len(todo)} to run', flush=True)
-  if todo:
-    print(f'grid: TFF runtime: {flag_config.configure_runtime()}', flush=True)
-  try:
-    grid_runner.run_cells(cells, todo, 'grid', lambda line: print(line, flush=True))
-  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
-    print(f'grid: error: {e}', file=sys.stderr)
-    return 2
-  finally:
-    runtime.stop_worker_processes()
+  stops = outcomes.StopRequests('grid').install()
 
-  finals, rounds, classes = report.load_runs(cells)
-  # Figures show the cell of the base --dirichlet_alpha / --multi_ratio when the grid has it.
-  written = report.write_report(
-      finals, rounds, classes, names, out_dir, files.write_text,
-      figure_cell=(grid_runner.label(base.federation.dirichlet_alpha),
-                   grid_runner.label(base.federation.multi_ratio)))
-  with open(os.path.join(out_dir, 'report.md')) as f:
-    print('\n' + f.read())
-  print(f'grid: report written: {", ".join(os.path.basename(p) for p in written)} '
-        f'({grid_runner.duration(time.time() - started)})')
-  return 0
+  def body() -> int:
+    started = time.time()
+    todo = grid_runner.unfinished(cells)
+    print(f'grid: {len(cells)} cells, {len(cells) - len(todo)} already finished, '
+          f'{len(todo)} to run', flush=True)
+    if todo:
+      print(f'grid: TFF runtime: {flag_config.configure_runtime("grid")}', flush=True)
+    grid_runner.run_cells(cells, todo, 'grid', lambda line: print(line, flush=True),
+                          stop_requested=stops.requested)
+    finals, rounds, classes = report.load_runs(cells)
+    # Figures show the cell of the base --dirichlet_alpha / --multi_ratio when the grid has
+    # it.
+    written = report.write_report(
+        finals, rounds, classes, names, out_dir, files.write_text,
+        figure_cell=(grid_runner.label(base.federation.dirichlet_alpha),
+                     grid_runner.label(base.federation.multi_ratio)))
+    with open(os.path.join(out_dir, 'report.md')) as f:
+      print('\n' + f.read())
+    print(f'grid: report written: {", ".join(os.path.basename(p) for p in written)} '
+          f'({grid_runner.duration(time.time() - started)})')
+    return 0
+
+  return outcomes.run_guarded('grid', body, stops)
 
 
 if __name__ == '__main__':

@@ -18,10 +18,10 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
-from fedcmi_tff.data import prepared  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import experiment  # noqa: E402
+from fedcmi_tff.programs import outcomes  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 
 flags.mark_flag_as_required('output_dir')
@@ -37,22 +37,23 @@ def main(argv):
   except ValueError as e:
     print(f'train: error: {e}', file=sys.stderr)
     return 2
-  context = flag_config.configure_runtime()
-  print(f'train: {method} on {config.dataset}; TFF runtime: {context}', flush=True)
-  try:
+  stops = outcomes.StopRequests('train').install()
+
+  def body() -> int:
+    context = flag_config.configure_runtime('train')
+    print(f'train: {method} on {config.dataset}; TFF runtime: {context}', flush=True)
     result = experiment.run_experiment(config, flag_config.OUTPUT_DIR.value,
                                        overwrite=flag_config.OVERWRITE.value,
                                        resume=flag_config.RESUME.value, method=method,
-                                       log=lambda line: print(line, flush=True))
-  except (experiment.OutputDirectoryError, prepared.DataFormatError) as e:
-    print(f'train: error: {e}', file=sys.stderr)
-    return 2
-  finally:
-    runtime.stop_worker_processes()
-  final, best = result.summary['final'], result.summary['best']
-  print(f'train: done; final fused {final["acc_fused"]:.4f}, best fused {best["acc_fused"]:.4f} '
-        f'(round {result.summary["best_round"]}); results in {result.output_dir}')
-  return 0
+                                       log=lambda line: print(line, flush=True),
+                                       stop_requested=stops.requested)
+    final, best = result.summary['final'], result.summary['best']
+    print(f'train: done; final fused {final["acc_fused"]:.4f}, best fused '
+          f'{best["acc_fused"]:.4f} (round {result.summary["best_round"]}); results in '
+          f'{result.output_dir}')
+    return 0
+
+  return outcomes.run_guarded('train', body, stops)
 
 
 if __name__ == '__main__':

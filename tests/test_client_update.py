@@ -253,6 +253,8 @@ def test_non_finite_update_is_zeroed_with_zero_weight_and_counted(fused_only):
   assert all(not np.any(u.numpy()) for u in bad.update[0] + bad.update[1])
   np.testing.assert_array_equal(bad.group_weights.numpy(), [0, 0, 0])
   assert bad.metrics['non_finite_clients'].numpy() == 1.0
+  # Its NaN sums do not reach the round's totals; it still counts as a client.
+  assert bad.metrics['loss_sum'].numpy() == 0.0 and bad.metrics['clients'].numpy() == 1.0
   good = fused_only.run(tiny.dataset(9), 1)
   assert good.metrics['non_finite_clients'].numpy() == 0.0
   np.testing.assert_array_equal(good.group_weights.numpy(), [9, 9, 9])

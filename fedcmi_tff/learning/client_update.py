@@ -207,8 +207,12 @@ def build_client_update_fn(model: fedcmi_model.DecomposedModel,
         model.trainable_variables, initial_trainable, proximal_strength)
     metrics['clients'] = tf.constant(1.0)
     metrics['multimodal_clients'] = tf.cast(context.is_multimodal, tf.float32)
-    metrics['non_finite_clients'] = 1.0 - tf.cast(finite, tf.float32)
     metrics.update(objective.round_metrics(context, state))
+    # A dropped client's sums (NaN) would poison the round's totals: only its count stays.
+    metrics = collections.OrderedDict(
+        (k, v if k == 'clients' else tf.where(finite, v, tf.zeros_like(v)))
+        for k, v in metrics.items())
+    metrics['non_finite_clients'] = 1.0 - tf.cast(finite, tf.float32)
     group_weights = tf.where(finite, tf.stack([counts[0], counts[1], num_examples]),
                              tf.zeros([3]))
     return ClientOutput(update, group_weights, metrics)

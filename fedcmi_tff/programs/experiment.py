@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -39,7 +40,29 @@ from fedcmi_tff.programs import runtime
 
 
 class OutputDirectoryError(Exception):
-  """The output directory holds results that would be overwritten."""
+  """The output directory holds results that would be overwritten, or is in use."""
+
+
+class DivergenceError(Exception):
+  """Training diverged: a round's global weights are not finite, or every client's
+  update was.  The output folder keeps the state and metrics of the round before."""
+
+  def __init__(self, message: str, round_num: int):
+    super().__init__(message)
+    self.round_num = round_num
+
+
+class Interrupted(Exception):
+  """A stop was requested (SIGINT/SIGTERM); the run stopped after a saved round."""
+
+  def __init__(self, message: str, reason: str):
+    super().__init__(message)
+    self.reason = reason
+
+
+# What a run writes into its folder; --overwrite deletes these and nothing else.
+RUN_ENTRIES = ('config.json', 'metrics.csv', 'per_class.csv', 'summary.json',
+               program_io.CHECKPOINT_NAME, 'tensorboard', '.lock')
 
 
 class ExperimentResult(NamedTuple):
@@ -78,7 +101,7 @@ def _prepare_output_dir(output_dir: str, config: config_lib.ExperimentConfig, ov
       count would not give the run this configuration describes.
   """
   config_path = os.path.join(output_dir, 'config.json')
-  existing = os.path.isdir(output_dir) and os.listdir(output_dir)
+  existing = [e for e in os.listdir(output_dir) if e != '.lock' and not _is_temporary(e)]
   if existing and resume:
     if not os.path.exists(config_path):
       raise OutputDirectoryError(f'{output_dir}: cannot resume, no config.json there')
@@ -109,9 +132,70 @@ def _prepare_output_dir(output_dir: str, config: config_lib.ExperimentConfig, ov
         f'output_dir {output_dir} already exists and is not empty; pass --resume to continue '
         'that run or --overwrite to replace it')
   if existing and overwrite:
-    shutil.rmtree(output_dir)
+    _remove_run(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   return 0
+
+
+def _remove_run(output_dir: str) -> None:
+  """Deletes the files of a run; refuses a folder that is not only a run's."""
+  entries = os.listdir(output_dir)
+  if 'config.json' not in entries:
+    raise OutputDirectoryError(
+        f'--overwrite replaces a run folder (one holding config.json); {output_dir} holds '
+        f'none, so nothing was deleted: choose another --output_dir')
+  foreign = sorted(e for e in entries if e not in RUN_ENTRIES and not _is_temporary(e))
+  if foreign:
+    raise OutputDirectoryError(
+        f'--overwrite: {output_dir} also holds {", ".join(foreign[:5])}'
+        f'{" ..." if len(foreign) > 5 else ""}, which a run does not write; nothing was '
+        'deleted: move them away or choose another --output_dir')
+  for entry in entries:
+    path = os.path.join(output_dir, entry)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    else:
+      os.unlink(path)
+
+
+def _is_temporary(name: str) -> bool:
+  return name.startswith(files.TEMPORARY_PREFIX)
+
+
+class _RunLock:
+  """An exclusive lock on an output folder (fcntl.flock of <dir>/.lock) for one run."""
+
+  def __init__(self, output_dir: str):
+    self._path = os.path.join(output_dir, '.lock')
+    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(self._fd, 64, 0).decode(errors='replace').strip() or 'unknown'
+      os.close(self._fd)
+      raise OutputDirectoryError(
+          f'{output_dir} is in use by another run (process {holder}); wait for it to finish '
+          'or choose another --output_dir') from None
+    os.ftruncate(self._fd, 0)
+    os.pwrite(self._fd, f'{os.getpid()}\n'.encode(), 0)
+
+  def release(self) -> None:
+    if self._fd is not None:
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
+
+
+def _remove_temporary_files(output_dir: str) -> int:
+  """Removes temporary files an interrupted write left (only under the run's lock)."""
+  stale = [e for e in os.listdir(output_dir) if _is_temporary(e)]
+  for name in stale:
+    path = os.path.join(output_dir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    else:
+      os.unlink(path)
+  return len(stale)
 
 
 def _check_round_count(output_dir: str, saved: dict, config: config_lib.ExperimentConfig,
@@ -248,7 +332,8 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
                    log: Callable[[str], None] = print,
                    process_cache: dict | None = None,
                    method: str | None = None,
-                   program_state_manager: tff.program.ProgramStateManager | None = None
+                   program_state_manager: tff.program.ProgramStateManager | None = None,
+                   stop_requested: Callable[[], str | None] | None = None
                    ) -> ExperimentResult:
   """Trains `config.algorithm` for `config.federation.rounds` rounds, evaluating every round.
 
@@ -268,6 +353,15 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
       in config.json and summary.json; default the algorithm's name.
     program_state_manager: where the program state goes after every round; default
       `program_io.NpzProgramStateManager(output_dir)` (checkpoint.npz).
+    stop_requested: called after every saved round; a non-empty string (the reason,
+      e.g. 'SIGTERM') stops the run there with `Interrupted`.
+
+  Raises:
+    OutputDirectoryError: the folder holds another run, is in use, or cannot be resumed
+      as asked.
+    DivergenceError: training diverged (non-finite weights, or every client's update).
+    Interrupted: `stop_requested` asked to stop.
+    OSError: the folder cannot be written.
   """
   config.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
   fed = config.federation
@@ -279,10 +373,28 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
       synthetic_dominant=config.synthetic_dominant,
       load_options=prepared.LoadOptions(num_frames=config.num_frames,
                                         image_size=config.image_size))
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise OutputDirectoryError(f'--output_dir {output_dir} is a file, not a folder')
+  os.makedirs(output_dir, exist_ok=True)
+  lock = _RunLock(output_dir)
+  try:
+    return _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
+                       process_cache, program_state_manager, stop_requested)
+  finally:
+    lock.release()
+
+
+def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log, process_cache,
+                program_state_manager, stop_requested) -> ExperimentResult:
+  """run_experiment once the output folder is locked."""
+  fed = config.federation
+  removed = _remove_temporary_files(output_dir)
+  if removed:
+    log(f'removed {removed} temporary file(s) an interrupted write left in {output_dir}')
   state_manager = program_state_manager or program_io.NpzProgramStateManager(output_dir)
   start_round = _prepare_output_dir(output_dir, config, overwrite, resume, state_manager)
-  outputs = program_io.run_outputs(output_dir, state_manager)
   rows = program_io.read_rows(os.path.join(output_dir, 'metrics.csv'), start_round)
+  outputs = program_io.run_outputs(output_dir, state_manager, rebuild_tensorboard_from=rows)
   files.write_text(os.path.join(output_dir, 'config.json'),
                    json.dumps(config_dict, indent=2) + '\n')
 
@@ -332,8 +444,9 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
     round_start = time.time()
     selected = sample_clients(client_ids, fed.clients_per_round, fed.seed, round_num)
     output = process.next(state, [client_datasets[c] for c in selected])
+    weights = process.get_model_weights(output.state)
+    _check_finite(round_num + 1, weights, output.metrics['client_work']['train'], output_dir)
     state = output.state
-    weights = process.get_model_weights(state)
     assign_weights(eval_model, weights)
     metrics, per_class = evaluation.accuracy_metrics(confusion(test_batches), data.class_names)
     seconds = time.time() - round_start
@@ -356,6 +469,10 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
         f'fused {row["acc_fused"]:.3f}  {a} {row[f"acc_{a}_path"]:.3f}/{row[f"acc_{a}_zero"]:.3f}  '
         f'{b} {row[f"acc_{b}_path"]:.3f}/{row[f"acc_{b}_zero"]:.3f}  '
         f'worst-class {row["acc_worst_class"]:.3f}')
+    reason = stop_requested() if stop_requested else None
+    if reason and round_num + 1 < fed.rounds:
+      raise Interrupted(f'stopped after round {round_num + 1} of {fed.rounds} ({reason}); '
+                        f'{output_dir} holds its state: continue with --resume', reason)
   if not rows:
     raise ValueError('no round was run')
   summary = summarise(rows, columns, config_dict)
@@ -364,6 +481,24 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   summary['runtime'] = runtime.current_runtime()
   program_io.run_sync(outputs.summary.release(summary, rows[-1]['round']))
   return ExperimentResult(output_dir, rows, summary)
+
+
+def _check_finite(round_num: int, weights, train_metrics, output_dir: str) -> None:
+  """Raises DivergenceError when the new global weights are not finite, or when every
+  client that trained this round sent a non-finite update (the guard dropped them all)."""
+  if not all(np.all(np.isfinite(w)) for w in weights.trainable + weights.non_trainable):
+    problem = 'the global weights are not finite'
+  else:
+    dropped = float(np.sum(train_metrics.get('non_finite_clients', 0.0)))
+    trained = float(np.sum(train_metrics.get('clients', 0.0)))
+    if not dropped or dropped < trained:
+      return
+    problem = f'every client\'s update ({dropped:.0f} of {trained:.0f}) was not finite'
+  kept = (f'{output_dir} keeps the state and metrics of round {round_num - 1}'
+          if round_num > 1 else f'no round finished in {output_dir}')
+  raise DivergenceError(
+      f'round {round_num}: {problem}: training diverged (try a lower --learning_rate); '
+      f'{kept}, and no summary was written', round_num)
 
 
 async def _release_round(outputs: program_io.RunOutputs, round_num: int, row, class_rows,

@@ -145,6 +145,10 @@ WORKERS = flags.DEFINE_list('workers', [], '--runtime=tff_remote: host:port of r
 MAX_CONCURRENT_CLIENTS = flags.DEFINE_integer(
     'max_concurrent_clients', None, 'Clients trained at once (inprocess: default one per GPU, '
     'or two per CPU core up to 8; tff_cpp: default no cap).')
+WORKER_TIMEOUT = flags.DEFINE_float(
+    'worker_timeout', 60.0, 'tff_cpp / tff_remote: seconds a TFF worker may be unreachable '
+    '(or a local worker dead) before the program stops with an error (TFF would retry '
+    'forever).')
 EVAL_BATCH_SIZE = flags.DEFINE_integer('eval_batch_size', _D.eval_batch_size,
                                        'Test batch size.')
 
@@ -152,12 +156,19 @@ EVAL_BATCH_SIZE = flags.DEFINE_integer('eval_batch_size', _D.eval_batch_size,
 def check_runtime_flags() -> None:
   """Raises ValueError for an inconsistent --runtime / --workers / --max_concurrent_clients."""
   runtime_lib.check_runtime(RUNTIME.value, tuple(WORKERS.value), MAX_CONCURRENT_CLIENTS.value)
+  if WORKER_TIMEOUT.value <= 0:
+    raise ValueError(f'--worker_timeout must be > 0, got {WORKER_TIMEOUT.value}')
 
 
-def configure_runtime() -> str:
-  """Installs the execution context the runtime flags describe; returns its description."""
-  return runtime_lib.configure_execution_context(RUNTIME.value, tuple(WORKERS.value),
-                                                 MAX_CONCURRENT_CLIENTS.value)
+def configure_runtime(program: str) -> str:
+  """Installs the execution context the runtime flags describe; returns its description.
+
+  Raises:
+    runtime_lib.WorkerError: a TFF worker could not be started or reached.
+  """
+  return runtime_lib.configure_execution_context(
+      RUNTIME.value, tuple(WORKERS.value), MAX_CONCURRENT_CLIENTS.value,
+      worker_timeout=WORKER_TIMEOUT.value, program=program)
 
 
 def _temperature_mode(value: str) -> config_lib.TemperatureMode:

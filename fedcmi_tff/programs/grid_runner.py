@@ -67,20 +67,28 @@ def unfinished(cells: list) -> list:
 
 
 def run_cells(cells: list, todo: list, program: str, log: Callable[[str], None],
-              run_log: Callable[[str], None] = lambda line: None) -> None:
+              run_log: Callable[[str], None] = lambda line: None,
+              stop_requested: Callable[[], str | None] | None = None) -> None:
   """Runs (or resumes) the `todo` cells with one shared process cache, logging progress.
 
   Raises:
-    experiment.OutputDirectoryError, prepared.DataFormatError: from a run.
+    experiment.OutputDirectoryError, experiment.DivergenceError, experiment.Interrupted,
+    prepared.DataFormatError, OSError: from a run (`stop_requested` as run_experiment's).
   """
   cache, started = {}, time.time()
   for i, cell in enumerate(todo):
     cell_start = time.time()
     experiment.run_experiment(cell['config'], cell['dir'], resume=True, process_cache=cache,
-                              log=run_log, method=cell['method'])
+                              log=run_log, method=cell['method'],
+                              stop_requested=stop_requested)
     done = len(cells) - len(todo) + i + 1
     per_cell = (time.time() - started) / (i + 1)
     log(f'{program}: {done}/{len(cells)} cells done: {cell["method"]} alpha={cell["alpha"]} '
         f'ratio={cell["ratio"]} seed={cell["seed"]} in {duration(time.time() - cell_start)}; '
         f'{duration(time.time() - started)} elapsed, about '
         f'{duration(per_cell * (len(todo) - i - 1))} left')
+    reason = stop_requested() if stop_requested else None
+    if reason and i + 1 < len(todo):
+      raise experiment.Interrupted(
+          f'stopped after {done} of {len(cells)} cells ({reason}); run the same command '
+          'again to continue', reason)

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+import shutil
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -185,12 +186,23 @@ class RunOutputs(NamedTuple):
 
 
 def run_outputs(output_dir: str, program_state_manager: tff.program.ProgramStateManager | None
-                = None) -> RunOutputs:
-  """The program state and release managers of a run writing to `output_dir`."""
+                = None, rebuild_tensorboard_from: list | None = None) -> RunOutputs:
+  """The program state and release managers of a run writing to `output_dir`.
+
+  `rebuild_tensorboard_from`: on a resume, the metric rows of the finished rounds; the
+  TensorBoard folder is rewritten from them, so a resumed run has one value per step
+  (TensorBoard would otherwise show the repeated rounds twice).
+  """
+  tensorboard_dir = os.path.join(output_dir, 'tensorboard')
+  if rebuild_tensorboard_from is not None and os.path.isdir(tensorboard_dir):
+    shutil.rmtree(tensorboard_dir)
+  tensorboard = tff.program.TensorBoardReleaseManager(tensorboard_dir)
+  for row in rebuild_tensorboard_from or ():
+    run_sync(tensorboard.release(
+        {k: v for k, v in row.items() if k != 'round' and isinstance(v, (int, float))},
+        int(row['round'])))
   metrics = tff.program.GroupingReleaseManager([
-      RowsCSVReleaseManager(os.path.join(output_dir, 'metrics.csv')),
-      tff.program.TensorBoardReleaseManager(os.path.join(output_dir, 'tensorboard')),
-  ])
+      RowsCSVReleaseManager(os.path.join(output_dir, 'metrics.csv')), tensorboard])
   return RunOutputs(program_state_manager or NpzProgramStateManager(output_dir), metrics,
                     RowsCSVReleaseManager(os.path.join(output_dir, 'per_class.csv')),
                     JSONReleaseManager(os.path.join(output_dir, 'summary.json')))
