@@ -2,9 +2,15 @@
 
 Writes the prepared format (`fedcmi_tff/data/prepared.py`) to --output_dir, with
 a progress bar and a final report of the items read, written and skipped (and
-why).  A finished preparation of the same recipe is detected and not redone; an
-interrupted one is resumed (example files already written are kept).  Then
-train with `python -m fedcmi_tff.train --dataset=<name> --data_dir=<output_dir>`.
+why); the report is printed also when the run stops because a split ended with
+no example.  A finished preparation of the same recipe and raw inputs is checked
+(every example file's size; its checksum with --verify, or by default when the
+files are small) and not redone, except for missing or damaged example files,
+which are made again; an interrupted one is resumed (intact example files are
+kept).  A preparation of other inputs or another recipe in --output_dir is
+refused: choose another folder, or pass --overwrite to delete it (only a folder
+holding dataset.json or .preparing.json is ever deleted).  Then train with
+`python -m fedcmi_tff.train --dataset=<name> --data_dir=<output_dir>`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.preparation import ave  # noqa: E402
 from fedcmi_tff.preparation import crema_d  # noqa: E402
 from fedcmi_tff.preparation import crisismmd  # noqa: E402
+from fedcmi_tff.preparation import writer as writer_lib  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 
 _DATASET = flags.DEFINE_enum('dataset', None, list(registry.PREPARED_DATASETS),
@@ -31,6 +38,13 @@ _RAW_DIR = flags.DEFINE_string('raw_dir', None, 'Folder of the raw download.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Folder of the prepared dataset.')
 _NUM_THREADS = flags.DEFINE_integer('num_threads', 2, 'Examples decoded in parallel.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+_OVERWRITE = flags.DEFINE_bool(
+    'overwrite', False, 'Delete the prepared dataset in --output_dir (finished or not) and '
+    'prepare again; a folder holding no dataset.json or .preparing.json is never deleted.')
+_VERIFY = flags.DEFINE_bool(
+    'verify', None, 'Checksum the example files of an existing preparation before reusing '
+    'them (--verify), or check only their sizes (--noverify); default: checksums when the '
+    'files total at most 1 GiB.')
 # CREMA-D.
 _SPLIT_DIR = flags.DEFINE_string(
     'split_dir', None, 'crema_d: folder of train.csv, test.csv and stat.csv (the OGM-GE / PMR / '
@@ -66,6 +80,12 @@ def _progress(items, total, desc):
   return tqdm.tqdm(items, total=total, desc=desc, unit='ex', file=sys.stderr)
 
 
+def _print_report(report: dict) -> None:
+  """The counts, every skip reason with the first names, and the notes."""
+  for line in writer_lib.report_lines(report):
+    print(f'  {line}')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -74,10 +94,15 @@ def main(argv):
     print(f'prepare: error: --raw_dir {raw_dir} is not a folder', file=sys.stderr)
     return 2
   started = time.time()
-  if os.path.exists(os.path.join(output_dir, prepared.MANIFEST_NAME)):
-    print(f'prepare: {output_dir} holds a finished preparation; checking that its recipe '
-          'matches (nothing is redone)')
-  common = dict(progress=_progress)
+  manifest_path = os.path.join(output_dir, prepared.MANIFEST_NAME)
+  if _OVERWRITE.value and writer_lib.holds_preparation(output_dir):
+    print(f'prepare: --overwrite: the prepared dataset in {output_dir} is deleted once the raw '
+          'split files are read')
+  elif os.path.exists(manifest_path):
+    print(f'prepare: {output_dir} holds a finished preparation; checking that its recipe and '
+          'raw inputs match and that its example files are intact (only missing or damaged '
+          'files are made again)')
+  common = dict(progress=_progress, overwrite=_OVERWRITE.value, verify=_VERIFY.value)
   try:
     if name == 'crema_d':
       manifest = crema_d.prepare_crema_d(
@@ -92,22 +117,15 @@ def main(argv):
           max_length=_MAX_LENGTH.value, max_tokens=_MAX_TOKENS.value,
           vocabulary_file=_VOCABULARY_FILE.value, workers=_NUM_THREADS.value, **common)
   except (prepared.DataFormatError, OSError) as e:
+    if isinstance(e, writer_lib.NothingPrepared):
+      print(f'prepare: {name} -> {output_dir} stopped after {time.time() - started:.1f}s')
+      _print_report(e.report.to_dict())
     print(f'prepare: error: {e}', file=sys.stderr)
     return 2
-  report = manifest['report']
   print(f'prepare: {name} -> {output_dir} in {time.time() - started:.1f}s '
         f'(train {manifest["splits"]["train"]["count"]}, test {manifest["splits"]["test"]["count"]}, '
         f'{len(manifest["class_names"])} classes)')
-  for split in sorted(set(report['read']) | set(report['written'])):
-    print(f'  {split}: read {report["read"].get(split, 0)}, written '
-          f'{report["written"].get(split, 0)}')
-  skipped = report['skipped']
-  print(f'  skipped: {sum(skipped.values())}' + ('' if skipped else ' (nothing)'))
-  for reason, count in sorted(skipped.items()):
-    named = report['skipped_examples'].get(reason, [])
-    print(f'    {count} x {reason}: {", ".join(named)}{", ..." if count > len(named) else ""}')
-  for note in report.get('notes', []):
-    print(f'  note: {note}')
+  _print_report(manifest['report'])
   print(f'train with: python -m fedcmi_tff.train --dataset={name} --data_dir={output_dir} '
         f'--flagfile=configs/{name}.flags --output_dir=<runs folder>')
   return 0

@@ -14,9 +14,12 @@ sources); the default datasets take well under two seconds to write.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
+import threading
+import time
 import wave
 
 import numpy as np
@@ -109,6 +112,31 @@ def write_video(path: str, seconds: float, with_audio: bool = True, fps: int = 3
     command += ['-c:a', 'aac']
   _parent(path)
   subprocess.run(command + [os.path.abspath(path)], check=True, capture_output=True)
+  return path
+
+
+def make_fifo(path: str, release_for: float = 60.0) -> str:
+  """A FIFO (named pipe) at `path` that never blocks a reader for long.
+
+  Code that refuses non-regular files never opens it.  Code that does open it
+  would block until a writer appears, so a daemon thread keeps opening the write
+  end (non-blocking) for `release_for` seconds: whenever a reader waits, it gets
+  an empty read instead of hanging the test.
+  """
+  _parent(path)
+  os.mkfifo(path)
+
+  def release():
+    deadline = time.monotonic() + release_for
+    while time.monotonic() < deadline and os.path.exists(path):
+      try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+      except OSError as e:
+        if e.errno not in (errno.ENXIO, errno.ENOENT):
+          return
+      time.sleep(0.05)
+
+  threading.Thread(target=release, daemon=True).start()
   return path
 
 

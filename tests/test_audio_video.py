@@ -291,6 +291,36 @@ def test_read_frame_folder_errors_name_the_file(tmp_path):
     video.read_frame_folder(str(tmp_path / 'absent'))
 
 
+def test_non_regular_files_are_refused_before_they_are_opened(tmp_path):
+  fifo_wav = fx.make_fifo(str(tmp_path / 'pipe.wav'))
+  with pytest.raises(audio.AudioDecodeError) as error:
+    audio.read_wav(fifo_wav, 16000)
+  assert error.value.unreadable and error.value.reason == 'a FIFO (named pipe), not a regular file'
+  assert fifo_wav in str(error.value)
+  (tmp_path / 'folder.wav').mkdir()
+  with pytest.raises(audio.AudioDecodeError, match='a folder, not a regular file') as error:
+    audio.read_wav(str(tmp_path / 'folder.wav'), 16000)
+  assert error.value.unreadable
+  with pytest.raises(audio.AudioDecodeError, match='no such file') as error:
+    audio.read_wav(str(tmp_path / 'absent.wav'), 16000)
+  assert error.value.unreadable
+  fifo_video = fx.make_fifo(str(tmp_path / 'pipe.mp4'))
+  for read in (video.extract_frames, video.extract_audio):
+    with pytest.raises(video.VideoDecodeError, match='a FIFO') as error:
+      read(fifo_video)
+    assert error.value.unreadable and error.value.path == fifo_video
+  folder = tmp_path / 'frames'
+  fx.write_jpeg(str(folder / '00000.jpg'), 8, 8, seed=0)
+  fx.make_fifo(str(folder / '00030.jpg'))
+  with pytest.raises(video.VideoDecodeError, match='00030.jpg.*a FIFO') as error:
+    video.read_frame_folder(str(folder))
+  assert error.value.unreadable
+  corrupt = fx.make_crema_d(str(tmp_path / 'c'), corrupt_jpeg=['1002_DFA_ANG_XX'])
+  with pytest.raises(video.VideoDecodeError, match='corrupt JPEG') as error:
+    video.read_frame_folder(corrupt['frames']['1002_DFA_ANG_XX'])
+  assert not error.value.unreadable  # undecodable content, not an unreadable file
+
+
 # ----------------------------------------------------------------------------- fixture quirks
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 from fedcmi_tff.data import prepared
 from fedcmi_tff.preparation import ave
 from fedcmi_tff.preparation import crema_d
+from fedcmi_tff.preparation import writer as writer_lib
 from tests import av_fixtures
 
 OPTIONS = prepared.LoadOptions(num_frames=3, image_size=16)
@@ -135,6 +136,81 @@ def test_crema_d_missing_split_or_class_file_is_an_error(tmp_path):
     crema_d.prepare_crema_d(root, str(tmp_path / 'p'))
 
 
+def _write_bytes(path, data):
+  with open(path, 'wb') as f:
+    f.write(data)
+
+
+def test_crema_d_non_utf8_split_or_class_file_names_file_and_line(tmp_path):
+  root = str(tmp_path / 'raw')
+  info = av_fixtures.make_crema_d(root)
+  with open(info['paths']['train_csv'], 'rb') as f:
+    data = f.read()
+  _write_bytes(info['paths']['train_csv'], data + b'1001_DFA_ANG_XX,ANG\xa0\r\n')
+  line = len(info['train']) + 1
+  with pytest.raises(prepared.DataFormatError) as error:
+    crema_d.prepare_crema_d(root, str(tmp_path / 'p'))
+  assert str(error.value) == (f'{info["paths"]["train_csv"]}:{line}: not UTF-8 text (byte 0xa0 '
+                              'at byte column 20); save the file as UTF-8')
+  _write_bytes(info['paths']['train_csv'], data)
+  _write_bytes(info['paths']['stat_csv'], '\ufeffNEU\r\nHAP\r\n'.encode() + b'S\xc4D\r\n')
+  with pytest.raises(prepared.DataFormatError, match=r'stat\.csv:3: not UTF-8 text \(byte 0xc4'):
+    crema_d.prepare_crema_d(root, str(tmp_path / 'p'))
+
+
+def test_crema_d_long_split_row_is_cut_in_the_message(tmp_path):
+  root = str(tmp_path / 'raw')
+  av_fixtures.make_crema_d(root, malformed_split_rows=('A' * 30_000_000,))
+  with pytest.raises(prepared.DataFormatError) as error:
+    crema_d.prepare_crema_d(root, str(tmp_path / 'p'))
+  message = str(error.value)
+  assert 'expected 2 comma-separated fields' in message and len(message) < 600
+  assert message.endswith("'… (30000000 bytes)")
+
+
+def test_crema_d_unreadable_wav_fifo_and_folder_frames_are_skipped_alike(tmp_path):
+  root = str(tmp_path / 'raw')
+  info = av_fixtures.make_crema_d(root, actors=(1001, 1002, 1003, 1004))
+  wav_folder, fifo_frame, folder_frame = '1001_DFA_ANG_XX', '1002_DFA_HAP_XX', '1003_DFA_ANG_XX'
+  os.unlink(info['wav'][wav_folder])
+  os.makedirs(info['wav'][wav_folder])  # a folder named .wav
+  frame = os.path.join(info['frames'][fifo_frame], av_fixtures.CREMA_D_CORRUPT_FRAME)
+  os.unlink(frame)
+  av_fixtures.make_fifo(frame)  # would block whoever opens it
+  other = os.path.join(info['frames'][folder_frame], av_fixtures.CREMA_D_CORRUPT_FRAME)
+  os.unlink(other)
+  os.makedirs(other)  # a folder named .jpg
+  manifest = crema_d.prepare_crema_d(root, str(tmp_path / 'p'))
+  report = manifest['report']
+  assert report['skipped'] == {'audio file unreadable': 1, 'frame file unreadable': 2}
+  (wav_item,) = report['skipped_examples']['audio file unreadable']
+  assert info['wav'][wav_folder] in wav_item and 'a folder, not a regular file' in wav_item
+  frames = ' '.join(report['skipped_examples']['frame file unreadable'])
+  assert frame in frames and 'a FIFO (named pipe), not a regular file' in frames
+  assert other in frames
+  assert manifest['splits']['train']['count'] == len(info['train']) - 3
+
+
+def test_crema_d_rerun_checks_raw_dir_and_example_files(tmp_path):
+  root, copy = str(tmp_path / 'raw'), str(tmp_path / 'copy')
+  info = av_fixtures.make_crema_d(root)
+  av_fixtures.make_crema_d(copy)
+  out = str(tmp_path / 'p')
+  first = crema_d.prepare_crema_d(root, out)
+  assert first['inputs']['files'].keys() == {'stat.csv', 'train.csv', 'test.csv'}
+  assert first['inputs']['folders'] == {'frames_dir': os.path.realpath(info['paths']['frames_dir'])}
+  with pytest.raises(prepared.DataFormatError, match=f'raw folder {root} .prepared. vs {copy}'):
+    crema_d.prepare_crema_d(copy, out)
+  ids = first['splits']['train']['example_ids']
+  os.unlink(prepared.example_path(out, 'train', ids[0]))
+  again = crema_d.prepare_crema_d(root, out)
+  assert again['splits'] == first['splits']
+  assert any(n.startswith(f'made again: 1 example files that were missing or damaged: '
+                          f'train/{ids[0]} (missing)') for n in again['report']['notes'])
+  assert crema_d.prepare_crema_d(root, out) == again  # intact now: no work
+  assert writer_lib.holds_preparation(out)
+
+
 # -- AVE -----------------------------------------------------------------------
 
 
@@ -181,14 +257,29 @@ def test_ave_prepared_segments_shapes_and_labels(ave_data):
 def test_ave_gaps_are_counted_and_named(tmp_path):
   root = str(tmp_path / 'raw')
   v = av_fixtures.ave_video_id
-  info = av_fixtures.make_ave(root, missing_video=(v(1, 0),), corrupt_video=(v(2, 0),),
+  info = av_fixtures.make_ave(root, missing_video=(v(1, 0), v(2, 1)), corrupt_video=(v(2, 0),),
                               video_without_audio=(v(0, 1),))
+  av_fixtures.make_fifo(info['videos'][v(2, 1)])  # a FIFO named .mp4: refused before ffmpeg
   report = ave.prepare_ave(root, str(tmp_path / 'p'))['report']
-  assert report['skipped'] == {'video file missing': 1, 'audio undecodable': 2}
+  assert report['skipped'] == {'video file missing': 1, 'audio undecodable': 2,
+                               'video file unreadable': 1}
   assert v(1, 0) in report['skipped_examples']['video file missing'][0]
   named = ' '.join(report['skipped_examples']['audio undecodable'])
   assert v(2, 0) in named and v(0, 1) in named
+  (fifo,) = report['skipped_examples']['video file unreadable']
+  assert v(2, 1) in fifo and 'a FIFO (named pipe)' in fifo
   assert report['read']['train'] == len(info['train'])
+
+
+def test_ave_non_utf8_split_file_names_file_and_line(tmp_path):
+  root = str(tmp_path / 'raw')
+  info = av_fixtures.make_ave(root, ids_per_class=2, clip_seconds=4)
+  with open(info['paths']['train'], 'ab') as f:
+    f.write(b'Church bell&abc\xff&good&1&3\n')
+  line = len(info['train']) + 1
+  with pytest.raises(prepared.DataFormatError, match=rf'trainSet\.txt:{line}: not UTF-8 text '
+                     r'\(byte 0xff at byte column 16\)'):
+    ave.prepare_ave(root, str(tmp_path / 'p'))
 
 
 @pytest.mark.parametrize('row,message', [

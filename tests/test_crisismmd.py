@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from fedcmi_tff.data import prepared
 from fedcmi_tff.preparation import crisismmd
+from tests import av_fixtures
 from tests import crisismmd_fixture
 
 INFORMATIVE = crisismmd.TASK_CLASSES['informative']
@@ -309,9 +310,10 @@ def test_rerun_is_a_no_op_and_a_different_recipe_is_refused(tmp_path):
   assert crisismmd.prepare_crisismmd(info['root'], output_dir,
                                      progress=fail_if_iterated) == manifest
   assert _file_times(output_dir) == before
-  with pytest.raises(prepared.DataFormatError, match="'max_length': 20"):
+  with pytest.raises(prepared.DataFormatError, match='recipe.max_length 40 .prepared. vs 20'):
     crisismmd.prepare_crisismmd(info['root'], output_dir, max_length=20)
-  with pytest.raises(prepared.DataFormatError, match="'task': 'humanitarian'"):
+  with pytest.raises(prepared.DataFormatError,
+                     match='recipe.task informative .prepared. vs humanitarian .now.'):
     crisismmd.prepare_crisismmd(info['root'], output_dir, task='humanitarian')
   assert _file_times(output_dir) == before
 
@@ -346,3 +348,162 @@ def test_interrupted_preparation_resumes_and_refuses_another_recipe(tmp_path):
   with open(os.path.join(output_dir, prepared.MANIFEST_NAME)) as f:
     assert json.load(f) == manifest
   assert not [n for n in os.listdir(output_dir) if n.startswith('.')]
+
+
+# -- re-runs trust nothing on disk
+
+
+def _replace_in(path, old, new):
+  with open(path, encoding='utf-8') as f:
+    text = f.read()
+  assert old in text
+  with open(path, 'w', encoding='utf-8', newline='') as f:
+    f.write(text.replace(old, new))
+
+
+def test_changed_train_tsv_after_an_interruption_is_refused_then_overwritten(tmp_path):
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'))
+  output_dir = str(tmp_path / 'out')
+
+  def stop_after_three(items, total, desc):
+    del total, desc
+    for index, item in enumerate(items):
+      if index == 3:
+        raise _Interrupted()
+      yield item
+
+  with pytest.raises(_Interrupted):
+    crisismmd.prepare_crisismmd(info['root'], output_dir, progress=stop_after_three)
+  train_tsv = info['files'][('informative', 'train', False)]
+  # A new train word changes the vocabulary, so the token ids of every stored example.
+  _replace_in(train_tsv, 'Just had lunch', 'Just had breakfast')
+  with pytest.raises(prepared.DataFormatError) as error:
+    crisismmd.prepare_crisismmd(info['root'], output_dir)
+  message = str(error.value)
+  assert 'unfinished preparation' in message and os.path.basename(train_tsv) in message
+  assert '--overwrite' in message and 'choose another output folder' in message
+  assert len(os.listdir(os.path.join(output_dir, 'train'))) == 3  # nothing deleted
+  manifest = crisismmd.prepare_crisismmd(info['root'], output_dir, overwrite=True)
+  assert not any(n.startswith('resumed') for n in manifest['report']['notes'])
+  vocabulary = manifest['vocabulary']
+  assert 'breakfast' in vocabulary and 'lunch' not in vocabulary
+  assert _stored_token_ids(output_dir, 'train', '869541213366898688_0')[:3] == [
+      vocabulary.index('just'), vocabulary.index('had'), vocabulary.index('breakfast')]
+  assert manifest['recipe']['vocabulary_sha256'] == crisismmd.vocabulary_sha256(vocabulary)
+  rel = os.path.relpath(train_tsv, info['root'])
+  assert manifest['inputs']['files'][rel]['size'] == os.path.getsize(train_tsv)
+  assert manifest['inputs']['raw_dir'] == os.path.realpath(info['root'])
+
+
+def test_another_raw_dir_or_changed_tsv_into_a_finished_folder_is_refused(tmp_path):
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'))
+  other = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw2'))
+  output_dir = str(tmp_path / 'out')
+  crisismmd.prepare_crisismmd(info['root'], output_dir)
+  before = _file_times(output_dir)
+  with pytest.raises(prepared.DataFormatError) as error:
+    crisismmd.prepare_crisismmd(other['root'], output_dir)
+  message = str(error.value)
+  assert 'a finished preparation of other inputs' in message and 'raw folder' in message
+  assert other['root'] in message and '--overwrite' in message
+  _replace_in(info['files'][('informative', 'test', False)], 'Lunch with', 'Dinner with')
+  with pytest.raises(prepared.DataFormatError, match='task_informative_text_img_test.tsv'):
+    crisismmd.prepare_crisismmd(info['root'], output_dir)
+  assert _file_times(output_dir) == before
+  manifest = crisismmd.prepare_crisismmd(other['root'], output_dir, overwrite=True)
+  assert manifest['source'] == os.path.abspath(other['root'])
+
+
+def test_deleted_or_damaged_example_files_are_made_again_on_rerun(tmp_path):
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'))
+  output_dir = str(tmp_path / 'out')
+  first = crisismmd.prepare_crisismmd(info['root'], output_dir)
+  train_ids = first['splits']['train']['example_ids']
+  for example_id in train_ids[::2]:
+    os.unlink(prepared.example_path(output_dir, 'train', example_id))
+  with open(prepared.example_path(output_dir, 'test', first['splits']['test']['example_ids'][0]),
+            'r+b') as f:
+    f.truncate(5)
+  built = []
+
+  def count(items, total, desc):
+    del total, desc
+    for item, result in items:
+      built.append(item[1]) if result[0] is not None else None
+      yield item, result
+
+  again = crisismmd.prepare_crisismmd(info['root'], output_dir, progress=count)
+  assert sorted(built) == sorted(train_ids[::2] + [first['splits']['test']['example_ids'][0]])
+  assert again['splits'] == first['splits']
+  note = [n for n in again['report']['notes'] if n.startswith('made again: 4 example files')]
+  assert note and '(missing)' in note[0]
+  assert '(5 bytes, but the preparation journal records' in note[0]
+  assert len(prepared.load_prepared(output_dir, 'crisismmd').train) == len(train_ids)
+
+
+# -- raw input faults
+
+
+def test_non_utf8_tsv_names_file_and_line(tmp_path):
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'))
+  path = info['files'][('informative', 'train', False)]
+  with open(path, 'rb') as f:
+    lines = f.read().split(b'\n')
+  lines[3] = lines[3].replace(b'rising', b'ris\xe9ing')
+  with open(path, 'wb') as f:
+    f.write(b'\n'.join(lines))
+  _expect_format_error(info, tmp_path, f'{path}:4: not UTF-8 text (byte 0xe9 at byte column')
+  vocabulary_file = tmp_path / 'vocab.txt'
+  vocabulary_file.write_bytes(b'water\n\xff\xfe\n')
+  with pytest.raises(prepared.DataFormatError, match=r'vocab\.txt:2: not UTF-8 text \(byte 0xff'):
+    crisismmd.read_vocabulary_file(str(vocabulary_file))
+
+
+def test_fifo_folder_and_long_image_paths_are_skipped_with_a_reason(tmp_path):
+  fifo_id, folder_id = MISSING_ID, CORRUPT_ID
+  long_row = crisismmd_fixture.row_fields(crisismmd_fixture.ROWS[0], 'informative')
+  long_row[2] = '917791291823591425_7'
+  long_row[4] = 'data_image/' + 'x' * 100_000 + '.jpg'  # a 100 kB field
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'),
+                                          missing_images=(fifo_id, folder_id),
+                                          extra_rows=[('train', long_row)])
+  av_fixtures.make_fifo(info['image_paths'][fifo_id])  # a FIFO named .jpg: refused, not read
+  os.makedirs(info['image_paths'][folder_id])  # a folder named .jpg
+  output_dir = str(tmp_path / 'out')
+  manifest = crisismmd.prepare_crisismmd(info['root'], output_dir)
+  report = manifest['report']
+  assert report['skipped'] == {'image file unreadable': 2, 'image file missing': 1}
+  unreadable = ' '.join(report['skipped_examples']['image file unreadable'])
+  assert info['image_paths'][fifo_id] in unreadable and 'a FIFO (named pipe)' in unreadable
+  assert info['image_paths'][folder_id] in unreadable and 'a folder' in unreadable
+  (long_item,) = report['skipped_examples']['image file missing']
+  assert len(long_item) < 300 and long_item.endswith(' bytes)') and '…' in long_item
+  with open(os.path.join(output_dir, prepared.MANIFEST_NAME), 'rb') as f:
+    assert len(f.read()) < 50_000  # the 100 kB field is not stored
+
+
+def test_long_raw_fields_are_cut_in_messages(tmp_path):
+  fields = crisismmd_fixture.row_fields(crisismmd_fixture.ROWS[3], 'informative')
+  fields[2] = '901646074527535106_7'
+  fields[5] = 'y' * 100_000
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'), extra_rows=[('dev', fields)])
+  with pytest.raises(prepared.DataFormatError) as error:
+    crisismmd.prepare_crisismmd(info['root'], str(tmp_path / 'out'))
+  message = str(error.value)
+  assert 'unknown label' in message and "… (100000 bytes)" in message and len(message) < 600
+  fields[5], fields[2] = 'informative', '9' * 300 + '_0'
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw2'), extra_rows=[('test', fields)])
+  with pytest.raises(prepared.DataFormatError, match='line 6: example id .* longer than 200 bytes'):
+    crisismmd.prepare_crisismmd(info['root'], str(tmp_path / 'out2'))
+
+
+def test_no_train_example_carries_the_skip_report(tmp_path):
+  ids = [r.image_id for r in crisismmd_fixture.ROWS]
+  info = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'), missing_images=ids)
+  with pytest.raises(prepared.DataFormatError) as error:
+    crisismmd.prepare_crisismmd(info['root'], str(tmp_path / 'out'))
+  message = str(error.value)
+  assert 'no train example was prepared (6 train rows read; skipped 10 x image file missing)' in (
+      message)
+  lines = error.value.report.lines()
+  assert 'skipped: 10' in lines and any(l.startswith('  10 x image file missing: ') for l in lines)

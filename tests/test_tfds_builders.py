@@ -224,6 +224,20 @@ def test_crisismmd_configs(crisis_raw, tmp_path, config_name):
   assert reloaded.metadata['text']['max_length'] == 40
 
 
+def test_a_damaged_preparation_folder_is_repaired_by_the_next_build(crisis_raw, tmp_path):
+  root, download_dir = crisis_raw['root'], str(tmp_path / 'downloads')
+  builder = _build('fedcmi_crisismmd', 'informative', root, str(tmp_path / 'a'), download_dir)
+  folder, manifest = _manifest(builder, root, download_dir)
+  damaged = prepared.example_path(folder, 'train', manifest['splits']['train']['example_ids'][1])
+  with open(damaged, 'wb'):
+    pass  # zero bytes: TFRecordDataset would read no record from it
+  again = _build('fedcmi_crisismmd', 'informative', root, str(tmp_path / 'b'), download_dir)
+  _, repaired = _manifest(again, root, download_dir)
+  assert repaired['splits'] == manifest['splits']
+  assert any(n.startswith('made again: 1 example files') for n in repaired['report']['notes'])
+  _read_splits(again, repaired)
+
+
 # -- the module ------------------------------------------------------------------
 
 

@@ -9,8 +9,13 @@ this layout once:
       test/<example_id>.tfrecord
 
 The manifest records the format version, the dataset, the preprocessing recipe,
-the class names, each modality's stored encoding and shape, every split's
-example ids and labels, and the preparation report (items read, skipped and why).
+the identity of the raw inputs (folder, split files' sizes and SHA-256), the class
+names, each modality's stored encoding and shape, every split's example ids and
+labels with each example file's size and CRC-32, and the preparation report
+(items read, skipped and why).  `load_prepared` checks every listed file's size
+before anything is built, and its CRC-32 when cheap or asked for
+(`LoadOptions.verify_checksums`); a bad file is named in a one-line
+`DataFormatError`.
 
 One file per example lets a client's dataset stream exactly its own examples
 from disk with `tf.data.TFRecordDataset(paths)`, a graph-serialisable pipeline
@@ -34,14 +39,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import logging
 import os
+import stat
 from typing import Callable, NamedTuple
+import zlib
 
 import numpy as np
 import tensorflow as tf
 
 FORMAT_NAME = 'fedcmi_tff.prepared'
-FORMAT_VERSION = 1
+# 2: per-file sizes and CRC-32s, and the raw inputs' identity.  Version 1 manifests are
+# still read: only the presence (and a non-empty size) of their files is checked.
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = 'dataset.json'
 SPLITS = ('train', 'test')
 ENCODINGS = ('float_tensor', 'jpeg_frames', 'jpeg_image', 'token_ids')
@@ -50,6 +61,15 @@ NORMALISATIONS = {
     'imagenet': ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     'half': ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+
+
+# A TFRecord file of one record holds at least a 12-byte header and a 4-byte footer.
+MIN_RECORD_FILE_BYTES = 16
+# With verify_checksums=None ('auto'), example files are checksummed when they total at
+# most this many bytes (a few seconds of reading); above it only their sizes are checked.
+AUTO_CHECKSUM_BYTES = 1 << 30
+
+_log = logging.getLogger(__name__)
 
 
 class DataFormatError(ValueError):
@@ -114,17 +134,19 @@ def read_manifest(prepared_dir: str, expected_dataset: str | None = None) -> dic
         f'{path} not found: {prepared_dir} is not a prepared dataset (or its preparation did '
         'not finish); run python -m fedcmi_tff.prepare first')
   try:
-    with open(path) as f:
+    with open(path, encoding='utf-8') as f:
       manifest = json.load(f)
-  except json.JSONDecodeError as e:
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise DataFormatError(f'{path}: not valid JSON ({e})') from None
+  if not isinstance(manifest, dict):
+    raise DataFormatError(f'{path}: not a JSON object')
   if manifest.get('format') != FORMAT_NAME:
     raise DataFormatError(f'{path}: "format" is {manifest.get("format")!r}, '
                           f'expected {FORMAT_NAME!r}')
-  if manifest.get('format_version') != FORMAT_VERSION:
+  if manifest.get('format_version') not in READABLE_FORMAT_VERSIONS:
     raise DataFormatError(
         f'{path}: format_version {manifest.get("format_version")} but this code reads '
-        f'version {FORMAT_VERSION}; prepare the dataset again')
+        f'versions {", ".join(map(str, READABLE_FORMAT_VERSIONS))}; prepare the dataset again')
   if expected_dataset is not None and manifest.get('dataset') != expected_dataset:
     raise DataFormatError(f'{path}: holds dataset {manifest.get("dataset")!r}, '
                           f'but --dataset={expected_dataset}')
@@ -133,16 +155,132 @@ def read_manifest(prepared_dir: str, expected_dataset: str | None = None) -> dic
 
 @dataclasses.dataclass(frozen=True)
 class LoadOptions:
-  """How stored examples become model inputs."""
+  """How stored examples become model inputs, and how much of the files is verified.
 
-  num_frames: int = 2  # T frames of a jpeg_frames modality (the first T, in order)
-  image_size: int = 224  # frames and images are resized to image_size x image_size
+  Attributes:
+    num_frames: T frames of a jpeg_frames modality (the first T, in order).
+    image_size: frames and images are resized to image_size x image_size.
+    verify_checksums: compare every example file's CRC-32 with the manifest when
+      loading: True always, False never, None (default) when the files total at most
+      AUTO_CHECKSUM_BYTES.  File sizes are always checked.
+  """
+
+  num_frames: int = 2
+  image_size: int = 224
+  verify_checksums: bool | None = None
 
   def validate(self) -> None:
     if self.num_frames < 1:
       raise ValueError(f'num_frames must be >= 1, got {self.num_frames}')
     if self.image_size < 8:
       raise ValueError(f'image_size must be >= 8, got {self.image_size}')
+
+
+def wants_checksums(verify_checksums: bool | None, total_bytes: int) -> bool:
+  """Whether to checksum files totalling `total_bytes`: as asked, or 'auto' (None)."""
+  if verify_checksums is None:
+    return total_bytes <= AUTO_CHECKSUM_BYTES
+  return bool(verify_checksums)
+
+
+def file_crc32(path: str) -> int:
+  """zlib CRC-32 of a file's bytes (read in 1 MiB blocks)."""
+  crc = 0
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      crc = zlib.crc32(block, crc)
+  return crc
+
+
+class ListedFile(NamedTuple):
+  """One example file listed in a manifest; size and crc32 are None in version 1."""
+
+  split: str
+  example_id: str
+  label: int
+  path: str
+  size: int | None
+  crc32: int | None
+
+
+def listed_files(prepared_dir: str, manifest: dict) -> list:
+  """Every example file a manifest lists, as `ListedFile`s, train then test.
+
+  Raises:
+    DataFormatError: a split's lists have different lengths, or a field is missing.
+  """
+  where = os.path.join(prepared_dir, MANIFEST_NAME)
+  out = []
+  try:
+    for split in SPLITS:
+      entry = manifest['splits'][split]
+      ids, labels = entry['example_ids'], entry['labels']
+      sizes, crcs = entry.get('sizes'), entry.get('crc32')
+      if manifest.get('format_version', 1) >= 2 and (sizes is None or crcs is None):
+        raise DataFormatError(f'{where}: splits.{split} has no "sizes" or "crc32" list')
+      for name, values in (('labels', labels), ('sizes', sizes), ('crc32', crcs)):
+        if values is not None and len(values) != len(ids):
+          raise DataFormatError(f'{where}: splits.{split} has {len(ids)} ids but '
+                                f'{len(values)} {name}')
+      for i, example_id in enumerate(ids):
+        out.append(ListedFile(split, example_id, int(labels[i]),
+                              example_path(prepared_dir, split, example_id),
+                              None if sizes is None else int(sizes[i]),
+                              None if crcs is None else int(crcs[i])))
+  except KeyError as e:
+    raise DataFormatError(f'{where}: missing field {e}') from None
+  except (TypeError, ValueError) as e:
+    raise DataFormatError(f'{where}: malformed splits ({e})') from None
+  return out
+
+
+def file_problem(path: str, size: int | None, crc32: int | None, checksum: bool,
+                 recorded_in: str = MANIFEST_NAME) -> str | None:
+  """What is wrong with one example file against its recorded size and CRC-32, or None.
+
+  A size of None (a version-1 manifest) only rules out a missing or too-short file.
+  `recorded_in` names the record in the message.
+  """
+  try:
+    info = os.stat(path)
+  except FileNotFoundError:
+    return 'missing'
+  except OSError as e:
+    return f'cannot be read ({e.strerror})'
+  if not stat.S_ISREG(info.st_mode):
+    return 'not a regular file'
+  if size is None:
+    if info.st_size < MIN_RECORD_FILE_BYTES:
+      return f'{info.st_size} bytes, too short for a TFRecord example'
+    return None
+  if info.st_size != size:
+    return f'{info.st_size} bytes, but {recorded_in} records {size} (truncated or replaced)'
+  if checksum and crc32 is not None:
+    try:
+      actual = file_crc32(path)
+    except OSError as e:
+      return f'cannot be read ({e.strerror})'
+    if actual != crc32:
+      return (f'CRC-32 {actual:08x}, but {recorded_in} records {crc32:08x} (the content '
+              'changed: corrupted or replaced)')
+  return None
+
+
+def example_file_problems(prepared_dir: str, manifest: dict,
+                          verify_checksums: bool | None = None) -> list:
+  """[(path, problem)] of the example files a manifest lists that are missing or damaged.
+
+  Sizes are always compared with the manifest (a stat per file); CRC-32s as
+  `wants_checksums(verify_checksums, total size)` decides.
+  """
+  entries = listed_files(prepared_dir, manifest)
+  checksum = wants_checksums(verify_checksums, sum(e.size or 0 for e in entries))
+  problems = []
+  for e in entries:
+    problem = file_problem(e.path, e.size, e.crc32, checksum)
+    if problem is not None:
+      problems.append((e.path, problem))
+  return problems
 
 
 def model_input_shape(spec: ModalitySpec, options: LoadOptions) -> tuple:
@@ -257,7 +395,16 @@ class PreparedSplits(NamedTuple):
 
 def load_prepared(prepared_dir: str, expected_dataset: str | None = None,
                   options: LoadOptions = LoadOptions()) -> PreparedSplits:
-  """Opens a prepared dataset for training; checks that every listed file exists."""
+  """Opens a prepared dataset for training, after checking its example files.
+
+  Every listed file must exist with the size the manifest records (a stat per file),
+  and, when `options.verify_checksums` asks for it (by default when the files total at
+  most AUTO_CHECKSUM_BYTES), the CRC-32 it records.  Version-1 manifests record
+  neither: their files need only exist and be non-empty (with a one-line warning).
+
+  Raises:
+    DataFormatError: one line naming the manifest or the first bad example file.
+  """
   manifest = read_manifest(prepared_dir, expected_dataset)
   path = os.path.join(prepared_dir, MANIFEST_NAME)
   try:
@@ -267,22 +414,28 @@ def load_prepared(prepared_dir: str, expected_dataset: str | None = None,
         if s.encoding == 'token_ids' and not s.vocabulary_size and 'vocabulary' in manifest
         else s for s in specs)
     class_names = tuple(manifest['class_names'])
-    splits = {}
-    for split in SPLITS:
-      entry = manifest['splits'][split]
-      ids, labels = entry['example_ids'], np.asarray(entry['labels'], np.int32)
-      if len(ids) != len(labels):
-        raise DataFormatError(f'{path}: splits.{split} has {len(ids)} ids but {len(labels)} labels')
-      paths = np.array([example_path(prepared_dir, split, i) for i in ids], dtype=object)
-      missing = [p for p in paths if not os.path.exists(p)]
-      if missing:
-        raise DataFormatError(f'{path}: {len(missing)} {split} example files are missing, '
-                              f'e.g. {missing[0]}; prepare the dataset again')
-      if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise DataFormatError(f'{path}: splits.{split} has labels outside 0..{len(class_names) - 1}')
-      splits[split] = FileExamples(paths, labels, specs, options)
+    entries = listed_files(prepared_dir, manifest)
   except KeyError as e:
     raise DataFormatError(f'{path}: missing field {e}') from None
+  splits = {}
+  for split in SPLITS:
+    chosen = [e for e in entries if e.split == split]
+    labels = np.asarray([e.label for e in chosen], np.int32)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+      raise DataFormatError(f'{path}: splits.{split} has labels outside 0..{len(class_names) - 1}')
+    paths = np.array([e.path for e in chosen], dtype=object)
+    splits[split] = FileExamples(paths, labels, specs, options)
+  if manifest.get('format_version') == 1:
+    _log.warning('%s: format_version 1 records no file sizes or checksums, so only the '
+                 'presence of example files is checked; prepare again into a new folder to '
+                 'get full checks', path)
+  problems = example_file_problems(prepared_dir, manifest, options.verify_checksums)
+  if problems:
+    bad, problem = problems[0]
+    raise DataFormatError(
+        f'{bad}: {problem} ({len(problems)} of {len(entries)} example files listed in {path} '
+        'are missing or damaged); run python -m fedcmi_tff.prepare again with the same flags '
+        'and output folder to re-create them')
   for spec in specs:
     spec.validate()
   counts = ', '.join(f'{s} {len(splits[s])}' for s in SPLITS)

@@ -32,6 +32,11 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,
   Returns:
     A `synthetic_av.DatasetSplits` (in memory) or a `prepared.PreparedSplits`
     (streamed from disk).
+
+  Raises:
+    prepared.DataFormatError: one line naming the problem: no or an unprepared
+      data_dir, other modalities, or (checked here, before any model is built)
+      the first missing or damaged example file (`prepared.load_prepared`).
   """
   if name == 'synthetic_av':
     del data_dir

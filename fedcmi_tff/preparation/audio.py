@@ -39,6 +39,7 @@ import tensorflow as tf
 import tensorflow_io as tfio
 
 from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import raw_files
 
 N_FFT = 512
 FREQUENCY_BINS = N_FFT // 2 + 1  # 257
@@ -54,12 +55,20 @@ _TFIO_LOCK = threading.Lock()
 
 
 class AudioDecodeError(ValueError):
-  """An audio file that cannot be read: the message names the file and the reason."""
+  """An audio file that cannot be read: the message names the file and the reason.
 
-  def __init__(self, path: str, reason: str):
-    super().__init__(f'cannot read audio file {path!r}: {reason}')
+  Attributes:
+    path: the file.
+    reason: why.
+    unreadable: the file itself cannot be read (missing, not a regular file, no
+      permission, I/O error), as opposed to content that does not decode.
+  """
+
+  def __init__(self, path: str, reason: str, unreadable: bool = False):
+    super().__init__(f'cannot read audio file {raw_files.quote(path)}: {reason}')
     self.path = path
     self.reason = reason
+    self.unreadable = unreadable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,12 +155,15 @@ def read_wav(path: str, sample_rate: int) -> np.ndarray:
     float32 array of shape [samples].
 
   Raises:
-    AudioDecodeError: the file is missing, undecodable or has no samples.
+    AudioDecodeError: the file is missing, not a regular file or unreadable
+      (`unreadable` set), undecodable or has no samples.
   """
   if sample_rate <= 0:
     raise ValueError(f'sample_rate must be positive, got {sample_rate}')
-  if not os.path.isfile(path):
-    raise AudioDecodeError(path, 'no such file')
+  try:
+    raw_files.check_readable(path)  # a FIFO or device is refused before it is opened
+  except raw_files.UnreadableFile as e:
+    raise AudioDecodeError(path, e.reason, unreadable=True) from None
   if os.path.getsize(path) == 0:
     raise AudioDecodeError(path, 'the file is empty')
   try:

@@ -22,6 +22,7 @@ import os
 
 from fedcmi_tff.data import prepared
 from fedcmi_tff.preparation import audio
+from fedcmi_tff.preparation import raw_files
 from fedcmi_tff.preparation import video
 from fedcmi_tff.preparation import writer as writer_lib
 
@@ -55,7 +56,7 @@ def read_rows(path: str, *, header: bool) -> list:
     if not lines or tuple(lines[0][1].split('&')) != HEADER:
       raise prepared.DataFormatError(
           f'{path}:1: expected the header {"&".join(HEADER)!r}, got '
-          f'{lines[0][1] if lines else ""!r}')
+          f'{raw_files.quote(lines[0][1] if lines else "")}')
     lines = lines[1:]
   elif lines and tuple(lines[0][1].split('&')) == HEADER:
     raise prepared.DataFormatError(f'{path}:1: split files have no header line')
@@ -67,18 +68,22 @@ def read_rows(path: str, *, header: bool) -> list:
     if len(fields) != 5:
       raise prepared.DataFormatError(
           f'{path}:{number}: expected 5 "&"-separated fields '
-          f'(Category&VideoID&Quality&StartTime&EndTime), got {len(fields)}: {line!r}')
+          f'(Category&VideoID&Quality&StartTime&EndTime), got {len(fields)}: '
+          f'{raw_files.quote(line)}')
     category, video_id, _, start, end = (x.strip() for x in fields)
     try:
       start_s, end_s = int(start), int(end)
     except ValueError:
       raise prepared.DataFormatError(
-          f'{path}:{number}: StartTime/EndTime must be integers, got {start!r}, {end!r}') from None
+          f'{path}:{number}: StartTime/EndTime must be integers, got {raw_files.quote(start)}, '
+          f'{raw_files.quote(end)}') from None
     if not 0 <= start_s < end_s <= CLIP_SECONDS:
       raise prepared.DataFormatError(
           f'{path}:{number}: need 0 <= StartTime < EndTime <= {CLIP_SECONDS}, got {start_s}, {end_s}')
-    if not category or not video_id or os.sep in video_id:
-      raise prepared.DataFormatError(f'{path}:{number}: empty category or bad video id: {line!r}')
+    if not category or not video_id or os.sep in video_id or video_id.startswith('.'):
+      raise prepared.DataFormatError(
+          f'{path}:{number}: empty category or bad video id: {raw_files.quote(line)}')
+    writer_lib.check_example_id(f'{video_id}_{start_s}_{end_s}', f'{path}:{number}')
     rows.append(Row((number, category, video_id, start_s, end_s)))
   if not rows:
     raise prepared.DataFormatError(f'{path}: no rows')
@@ -95,11 +100,20 @@ def class_order(test_rows: list) -> tuple:
 
 
 def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
-                progress=writer_lib.identity_progress) -> dict:
-  """Prepares AVE into output_dir; returns the manifest."""
+                progress=writer_lib.identity_progress, overwrite: bool = False,
+                verify: bool | None = None) -> dict:
+  """Prepares AVE into output_dir; returns the manifest.
+
+  A finished preparation of the same recipe and inputs is returned as is (its missing
+  or damaged example files are made again); one of other inputs or another recipe is
+  refused unless `overwrite` (which deletes it first).  `verify` checksums reused
+  example files (None: when cheap); sizes are always checked.
+  """
   recipe_obj = audio.SCIPY_16K_10S
-  annotations = read_rows(os.path.join(raw_dir, 'Annotations.txt'), header=True)
-  rows = {s: read_rows(os.path.join(raw_dir, f), header=False) for s, f in SPLIT_FILES.items()}
+  annotations_file = os.path.join(raw_dir, 'Annotations.txt')
+  annotations = read_rows(annotations_file, header=True)
+  split_files = {s: os.path.join(raw_dir, f) for s, f in SPLIT_FILES.items()}
+  rows = {s: read_rows(path, header=False) for s, path in split_files.items()}
   classes = class_order(rows['test'])
   annotated = {(r.category, r.video_id, r.start, r.end) for r in annotations}
   for split, split_rows in rows.items():
@@ -107,11 +121,18 @@ def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
       if r.category not in classes:
         raise prepared.DataFormatError(
             f'{os.path.join(raw_dir, SPLIT_FILES[split])}:{r.line}: unknown category '
-            f'{r.category!r} (not in testSet.txt, which defines the {len(classes)} classes)')
+            f'{raw_files.quote(r.category)} (not in testSet.txt, which defines the '
+            f'{len(classes)} classes)')
   recipe = {'spectrogram': 'scipy_16k_10s', 'spectrogram_shape': list(recipe_obj.output_shape),
             'segment': 'annotated [StartTime, EndTime]',
             'frames': {'fps': 1, 'min_frames': MIN_FRAMES}, 'class_order': 'testSet.txt'}
-  done = writer_lib.finished_manifest(output_dir, DATASET, recipe)
+  modalities = audio.audio_visual_modalities(recipe_obj)
+  inputs = writer_lib.input_identity(raw_dir, [annotations_file] + list(split_files.values()))
+  if overwrite:
+    video.ffmpeg_path()  # before anything is deleted
+  done = writer_lib.finished_manifest(
+      output_dir, writer_lib.preparation_identity(DATASET, recipe, modalities, classes, inputs),
+      overwrite=overwrite, verify=verify)
   if done is not None:
     return done
 
@@ -141,6 +162,10 @@ def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
     clip = os.path.join(raw_dir, 'AVE', f'{r.video_id}.mp4')
     if not os.path.exists(clip):
       raise writer_lib.SkipExample('video file missing', clip)
+    try:
+      raw_files.check_readable(clip)  # a FIFO or device is refused before ffmpeg opens it
+    except raw_files.UnreadableFile as e:
+      raise writer_lib.SkipExample('video file unreadable', str(e)) from None
     wav = os.path.join(raw_dir, 'Audios', f'{r.video_id}.wav')
     try:
       if os.path.exists(wav):
@@ -148,7 +173,8 @@ def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
       else:
         samples = video.extract_audio(clip, recipe_obj.sample_rate)
     except (audio.AudioDecodeError, video.VideoDecodeError) as e:
-      raise writer_lib.SkipExample('audio undecodable', str(e)) from None
+      reason = 'audio file unreadable' if e.unreadable else 'audio undecodable'
+      raise writer_lib.SkipExample(reason, str(e)) from None
     try:
       samples = audio.segment(samples, recipe_obj.sample_rate, r.start, r.end)
     except ValueError as e:  # the clip ends before the annotated segment starts
@@ -158,14 +184,15 @@ def prepare_ave(raw_dir: str, output_dir: str, *, workers: int = 1,
       frames = video.extract_frames(clip, fps=1.0, start_seconds=r.start, end_seconds=r.end,
                                     min_frames=MIN_FRAMES)
     except video.VideoDecodeError as e:
-      raise writer_lib.SkipExample('frames undecodable', str(e)) from None
+      reason = 'video file unreadable' if e.unreadable else 'frames undecodable'
+      raise writer_lib.SkipExample(reason, str(e)) from None
     return {'audio': spec, 'visual': frames}
 
   if items:
     video.ffmpeg_path()  # fails early with install instructions
   writer = writer_lib.PreparedDatasetWriter(
-      output_dir, DATASET, audio.audio_visual_modalities(recipe_obj), classes, recipe,
-      source=os.path.abspath(raw_dir))
+      output_dir, DATASET, modalities, classes, recipe, source=os.path.abspath(raw_dir),
+      inputs=inputs, verify=verify)
   writer_lib.prepare_examples(writer, report, items, build_features, workers=workers,
                               progress=progress)
   return writer.finish(report)

@@ -21,6 +21,7 @@ import re
 
 from fedcmi_tff.data import prepared
 from fedcmi_tff.preparation import audio
+from fedcmi_tff.preparation import raw_files
 from fedcmi_tff.preparation import video
 from fedcmi_tff.preparation import writer as writer_lib
 
@@ -41,7 +42,8 @@ def read_class_list(path: str) -> tuple:
       continue
     if ',' in name or not re.fullmatch(r'[A-Z]{3}', name):
       raise prepared.DataFormatError(
-          f'{path}:{number}: expected one three-letter emotion code per line, got {line!r}')
+          f'{path}:{number}: expected one three-letter emotion code per line, got '
+          f'{raw_files.quote(line)}')
     if name in names:
       raise prepared.DataFormatError(f'{path}:{number}: class {name} listed twice')
     names.append(name)
@@ -65,15 +67,18 @@ def read_split(path: str, classes: tuple) -> list:
     fields = line.split(',')
     if len(fields) != 2:
       raise prepared.DataFormatError(
-          f'{path}:{number}: expected 2 comma-separated fields "clip,LABEL", got {line!r}')
+          f'{path}:{number}: expected 2 comma-separated fields "clip,LABEL", got '
+          f'{raw_files.quote(line)}')
     clip, label = fields[0].strip(), fields[1].strip()
     match = CLIP_NAME.match(clip)
     if not match:
       raise prepared.DataFormatError(
-          f'{path}:{number}: clip name {clip!r} is not of the form 1001_DFA_ANG_XX')
+          f'{path}:{number}: clip name {raw_files.quote(clip)} is not of the form '
+          '1001_DFA_ANG_XX')
     if label not in classes:
       raise prepared.DataFormatError(
-          f'{path}:{number}: unknown label {label!r}; classes are {", ".join(classes)}')
+          f'{path}:{number}: unknown label {raw_files.quote(label)}; classes are '
+          f'{", ".join(classes)}')
     if match.group(3) != label:
       raise prepared.DataFormatError(
           f'{path}:{number}: label {label} disagrees with the clip name {clip}')
@@ -99,8 +104,13 @@ def _frame_source(raw_dir: str, frames_dir: str | None, frame_source: str):
 def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = None,
                     frames_dir: str | None = None, frame_source: str = 'auto',
                     spectrogram: str = 'scipy_16k_3s', workers: int = 1,
-                    progress=writer_lib.identity_progress) -> dict:
+                    progress=writer_lib.identity_progress, overwrite: bool = False,
+                    verify: bool | None = None) -> dict:
   """Prepares CREMA-D into output_dir; returns the manifest.
+
+  A finished preparation of the same recipe and inputs is returned as is (its missing
+  or damaged example files are made again); one of other inputs or another recipe is
+  refused unless `overwrite`.
 
   Args:
     raw_dir: the CREMA-D folder (AudioWAV/, VideoFlash/).
@@ -112,20 +122,28 @@ def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = No
     spectrogram: a key of `audio.RECIPES` ('scipy_16k_3s' or 'stft_22k_3s').
     workers: clips decoded in parallel.
     progress: wraps the example iterator (a progress bar).
+    overwrite: delete a prepared dataset already in output_dir first.
+    verify: checksum reused example files (None: when cheap); sizes are always checked.
   """
   if spectrogram not in ('scipy_16k_3s', 'stft_22k_3s'):
     raise ValueError(f"CREMA-D spectrogram must be 'scipy_16k_3s' or 'stft_22k_3s', "
                      f'got {spectrogram!r}')
   recipe_obj = audio.RECIPES[spectrogram]
   split_dir = split_dir or raw_dir
-  classes = read_class_list(os.path.join(split_dir, 'stat.csv'))
+  split_files = [os.path.join(split_dir, name) for name in ('stat.csv', 'train.csv', 'test.csv')]
+  classes = read_class_list(split_files[0])
   splits = {s: read_split(os.path.join(split_dir, f'{s}.csv'), classes)
             for s in prepared.SPLITS}
   source, frames_dir = _frame_source(raw_dir, frames_dir, frame_source)
   recipe = {'spectrogram': spectrogram, 'spectrogram_shape': list(recipe_obj.output_shape),
             'frames': {'source': source, 'fps': 1, 'min_frames': MIN_FRAMES},
             'split_files': 'train.csv/test.csv (OGM-GE, PMR, FedCMI)'}
-  done = writer_lib.finished_manifest(output_dir, DATASET, recipe)
+  modalities = audio.audio_visual_modalities(recipe_obj)
+  inputs = writer_lib.input_identity(
+      raw_dir, split_files, {'frames_dir': frames_dir} if source == 'folder' else None)
+  done = writer_lib.finished_manifest(
+      output_dir, writer_lib.preparation_identity(DATASET, recipe, modalities, classes, inputs),
+      overwrite=overwrite, verify=verify)
   if done is not None:
     return done
 
@@ -148,7 +166,8 @@ def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = No
     try:
       spec = audio.spectrogram_from_wav(wav, recipe_obj)
     except audio.AudioDecodeError as e:
-      raise writer_lib.SkipExample('audio undecodable', str(e)) from None
+      reason = 'audio file unreadable' if e.unreadable else 'audio undecodable'
+      raise writer_lib.SkipExample(reason, str(e)) from None
     try:
       if source == 'folder':
         folder = os.path.join(frames_dir, clip)
@@ -161,12 +180,16 @@ def prepare_crema_d(raw_dir: str, output_dir: str, *, split_dir: str | None = No
           raise writer_lib.SkipExample('video file missing', clip_video)
         frames = video.extract_frames(clip_video, fps=1.0, min_frames=MIN_FRAMES)
     except video.VideoDecodeError as e:
-      raise writer_lib.SkipExample('frames undecodable', str(e)) from None
+      if e.unreadable:
+        reason = 'frame file unreadable' if source == 'folder' else 'video file unreadable'
+      else:
+        reason = 'frames undecodable'
+      raise writer_lib.SkipExample(reason, str(e)) from None
     return {'audio': spec, 'visual': frames}
 
   writer = writer_lib.PreparedDatasetWriter(
-      output_dir, DATASET, audio.audio_visual_modalities(recipe_obj), classes, recipe,
-      source=os.path.abspath(raw_dir))
+      output_dir, DATASET, modalities, classes, recipe, source=os.path.abspath(raw_dir),
+      inputs=inputs, verify=verify)
   writer_lib.prepare_examples(writer, report, items, build_features, workers=workers,
                               progress=progress)
   if source == 'folder':

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 from typing import Callable, NamedTuple
@@ -30,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import raw_files
 from fedcmi_tff.preparation import writer as writer_lib
 
 DATASET_NAME = 'crisismmd'
@@ -183,8 +185,9 @@ def read_split(path: str, classes: tuple, label_column: str = 'label') -> list:
     raise ValueError(f'label_column must be one of {LABEL_COLUMNS}, got {label_column!r}')
   classes = tuple(classes)
   rows = []
+  text = raw_files.read_text(path, 'utf-8-sig')  # names the line of a non-UTF-8 byte
   try:
-    with open(path, encoding='utf-8-sig', newline='') as f:
+    with io.StringIO(text, newline='') as f:
       reader = csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE)
       header = next(reader, None)
       if header is None:
@@ -209,18 +212,18 @@ def read_split(path: str, classes: tuple, label_column: str = 'label') -> list:
         label_name = value[label_column].strip()
         if label_name not in classes:
           raise prepared.DataFormatError(
-              f'{path}: line {line}: unknown label {label_name!r} in column {label_column}; '
-              f'expected one of {", ".join(classes)}')
+              f'{path}: line {line}: unknown label {raw_files.quote(label_name)} in column '
+              f'{label_column}; expected one of {", ".join(classes)}')
         image_id = value['image_id'].strip()
         if not _SAFE_ID.match(image_id):
           raise prepared.DataFormatError(
-              f'{path}: line {line}: image_id {image_id!r} is not a <tweet_id>_<n> id')
+              f'{path}: line {line}: image_id {raw_files.quote(image_id)} is not a '
+              '<tweet_id>_<n> id')
+        writer_lib.check_example_id(image_id, f'{path}: line {line}')
         rows.append(Row(line=line, event_name=value['event_name'].strip(),
                         tweet_id=value['tweet_id'].strip(), image_id=image_id,
                         tweet_text=value['tweet_text'], image=value['image'].strip(),
                         label_name=label_name, label_index=classes.index(label_name)))
-  except UnicodeDecodeError as e:
-    raise prepared.DataFormatError(f'{path}: not UTF-8 text ({e})') from None
   except csv.Error as e:
     raise prepared.DataFormatError(f'{path}: line {reader.line_num}: {e}') from None
   if not rows:
@@ -276,9 +279,9 @@ def read_vocabulary_file(path: str) -> list:
   Raises:
     DataFormatError: missing file, an empty or repeated token (file and line).
   """
-  if not os.path.isfile(path):
+  if not os.path.exists(path):
     raise prepared.DataFormatError(f'vocabulary file {path} does not exist')
-  with open(path, encoding='utf-8') as f:
+  with io.StringIO(raw_files.read_text(path), newline='') as f:
     lines = [line.rstrip('\r\n') for line in f]
   start = 2 if lines[:2] == [PADDING_TOKEN, OOV_TOKEN] else 0
   tokens, seen = [], set()
@@ -289,8 +292,8 @@ def read_vocabulary_file(path: str) -> list:
         continue  # a trailing empty line
       raise prepared.DataFormatError(f'{path}: line {number}: empty token')
     if token in seen or token == OOV_TOKEN:
-      raise prepared.DataFormatError(f'{path}: line {number}: token {token!r} repeated or '
-                                     'reserved')
+      raise prepared.DataFormatError(f'{path}: line {number}: token {raw_files.quote(token)} '
+                                     'repeated or reserved')
     seen.add(token)
     tokens.append(token)
   if not tokens:
@@ -348,11 +351,15 @@ def modality_specs(max_length: int = DEFAULT_MAX_LENGTH, vocabulary_size: int = 
 
 
 def _file_sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
+  try:
+    return raw_files.sha256_and_size(path)[0]
+  except raw_files.UnreadableFile as e:
+    raise prepared.DataFormatError(f'vocabulary file {path}: cannot read: {e.reason}') from None
+
+
+def vocabulary_sha256(vocabulary: list) -> str:
+  """SHA-256 of the vocabulary (tokens joined by newlines, UTF-8): part of the recipe."""
+  return hashlib.sha256('\n'.join(vocabulary).encode('utf-8', 'surrogatepass')).hexdigest()
 
 
 def _recipe(task, agreed, label_column, max_length, max_tokens, vocabulary_file) -> dict:
@@ -377,10 +384,12 @@ def _recipe(task, agreed, label_column, max_length, max_tokens, vocabulary_file)
 def _stored_image_features(payload) -> dict:
   """(image path, token ids) -> the features of one example; SkipExample if unusable."""
   image_path, ids = payload
-  if not os.path.isfile(image_path):
-    raise writer_lib.SkipExample('image file missing', image_path)
-  with open(image_path, 'rb') as f:
-    encoded = f.read()
+  try:
+    encoded = raw_files.read_regular_file(image_path)  # a FIFO is refused, not waited on
+  except raw_files.UnreadableFile as e:
+    if e.missing or not os.path.lexists(image_path):
+      raise writer_lib.SkipExample('image file missing', image_path) from None
+    raise writer_lib.SkipExample('image file unreadable', str(e)) from None
   try:
     jpeg = encode_stored_image(encoded)
   except (tf.errors.OpError, ValueError):
@@ -393,18 +402,24 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
                       max_length: int = DEFAULT_MAX_LENGTH,
                       max_tokens: int = DEFAULT_MAX_TOKENS, vocabulary_file: str | None = None,
                       workers: int = 1,
-                      progress: Callable = writer_lib.identity_progress) -> dict:
+                      progress: Callable = writer_lib.identity_progress,
+                      overwrite: bool = False, verify: bool | None = None) -> dict:
   """Turns a raw CrisisMMD v2.0 folder into a prepared dataset.
 
   Reads and validates the train, dev and test TSVs before writing anything,
   builds the vocabulary from the train split (or reads `vocabulary_file`),
-  then writes one example per train/test row.  A rerun after an interruption
-  reuses the example files already written; a rerun of a finished preparation
-  with the same recipe returns its manifest without work.
+  then writes one example per train/test row.  The identity of a preparation is
+  the recipe (the vocabulary's SHA-256 included), the classes, the stored
+  modalities and the raw inputs (raw_dir and the three TSVs' sizes and SHA-256).
+  A rerun after an interruption reuses the example files already written when
+  that identity matches; a rerun of a finished preparation of the same identity
+  returns its manifest without work (making again only missing or damaged
+  example files); another identity is refused unless `overwrite`.
 
   Skipped, counted and named in the report: a missing image file ('image file
-  missing'), an image that does not decode ('image undecodable'), a repeated
-  image_id within a split ('duplicate image_id').
+  missing'), one that is not a readable regular file ('image file unreadable':
+  a FIFO, a device, a folder, no permission), an image that does not decode
+  ('image undecodable'), a repeated image_id within a split ('duplicate image_id').
 
   Args:
     raw_dir: the CrisisMMD_v2.0 folder (holding data_image/ and the split folder).
@@ -419,13 +434,19 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
     workers: images decoded at once.
     progress: `progress(items, total, desc)` returns an iterable over items
       (e.g. tqdm); the library prints nothing itself.
+    overwrite: delete a prepared dataset already in output_dir (only if it holds
+      one) once the TSVs are validated, and prepare again.
+    verify: checksum the example files of a finished or interrupted preparation
+      before reusing them (None: when they total at most
+      `prepared.AUTO_CHECKSUM_BYTES`); their sizes are always checked.
 
   Returns:
     The manifest (the content of dataset.json).
 
   Raises:
-    DataFormatError: a TSV is missing or malformed, nothing usable is left, or
-      output_dir holds a (finished or unfinished) preparation with another recipe.
+    DataFormatError: a TSV is missing or malformed (naming file and line), nothing
+      usable is left (`writer.NothingPrepared`), or output_dir holds a (finished or
+      unfinished) preparation of another identity.
   """
   classes = _check_task(task)
   if label_column not in LABEL_COLUMNS:
@@ -434,12 +455,9 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
     raise ValueError(f'max_length must be >= 1, got {max_length}')
   if vocabulary_file is None and max_tokens < 3:
     raise ValueError(f'max_tokens must be >= 3, got {max_tokens}')
-  if vocabulary_file is not None and not os.path.isfile(vocabulary_file):
+  if vocabulary_file is not None and not os.path.exists(vocabulary_file):
     raise prepared.DataFormatError(f'vocabulary file {vocabulary_file} does not exist')
   recipe = _recipe(task, agreed, label_column, max_length, max_tokens, vocabulary_file)
-  manifest = writer_lib.finished_manifest(output_dir, DATASET_NAME, recipe)
-  if manifest is not None:
-    return manifest
 
   report = writer_lib.PreparationReport()
   paths = {s: find_split_file(raw_dir, task, s, agreed) for s in SOURCE_SPLITS}
@@ -460,6 +478,17 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
   else:
     vocabulary = read_vocabulary_file(vocabulary_file)
     vocabulary_source = f'read from {vocabulary_file}'
+  # The token ids stored in every example depend on the vocabulary: a changed train TSV
+  # or vocabulary file changes the identity, so no example of the old one is reused.
+  recipe['vocabulary_sha256'] = vocabulary_sha256(vocabulary)
+  modalities = modality_specs(max_length, len(vocabulary))
+  inputs = writer_lib.input_identity(raw_dir, [paths[s] for s in SOURCE_SPLITS])
+  manifest = writer_lib.finished_manifest(
+      output_dir, writer_lib.preparation_identity(DATASET_NAME, recipe, modalities, classes,
+                                                  inputs),
+      overwrite=overwrite, verify=verify)
+  if manifest is not None:
+    return manifest
   vectorizer = make_text_vectorizer(vocabulary, max_length)
 
   items = []
@@ -476,8 +505,8 @@ def prepare_crisismmd(raw_dir: str, output_dir: str, *, task: str = 'informative
       items.append((split, row.image_id, row.label_index, payload))
 
   writer = writer_lib.PreparedDatasetWriter(
-      output_dir, DATASET_NAME, modality_specs(max_length, len(vocabulary)), classes, recipe,
-      source=os.path.abspath(raw_dir))
+      output_dir, DATASET_NAME, modalities, classes, recipe, source=os.path.abspath(raw_dir),
+      inputs=inputs, verify=verify)
   writer_lib.prepare_examples(writer, report, items, _stored_image_features, workers=workers,
                               progress=progress)
   text = {

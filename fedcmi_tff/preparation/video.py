@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedcmi_tff.preparation import audio
+from fedcmi_tff.preparation import raw_files
 
 _JPEG_SUFFIXES = ('.jpg', '.jpeg')
 _JPEG_MAGIC = b'\xff\xd8'
@@ -36,12 +37,20 @@ _NUMBER = re.compile(r'\d+')
 
 
 class VideoDecodeError(ValueError):
-  """A video or frame that cannot be read: the message names the file and the reason."""
+  """A video or frame that cannot be read: the message names the file and the reason.
 
-  def __init__(self, path: str, reason: str):
-    super().__init__(f'cannot read {path!r}: {reason}')
+  Attributes:
+    path: the file or frame folder.
+    reason: why.
+    unreadable: the file itself cannot be read (missing, not a regular file, no
+      permission, I/O error), as opposed to content that does not decode.
+  """
+
+  def __init__(self, path: str, reason: str, unreadable: bool = False):
+    super().__init__(f'cannot read {raw_files.quote(path)}: {reason}')
     self.path = path
     self.reason = reason
+    self.unreadable = unreadable
 
 
 def ffmpeg_path() -> str:
@@ -77,8 +86,11 @@ def _raise_on_failure(video_path: str, result: subprocess.CompletedProcess) -> N
 
 
 def _check_video_file(video_path: str) -> None:
-  if not os.path.isfile(video_path):
-    raise VideoDecodeError(video_path, 'no such file')
+  """A FIFO or device is refused before ffmpeg opens it (it would block)."""
+  try:
+    raw_files.check_readable(video_path)
+  except raw_files.UnreadableFile as e:
+    raise VideoDecodeError(video_path, e.reason, unreadable=True) from None
 
 
 def _segment_condition(start_seconds: float, end_seconds: float | None) -> str:
@@ -207,12 +219,17 @@ def read_frame_folder(folder: str) -> list[bytes]:
 
   Raises:
     VideoDecodeError: the folder is missing or has no JPEG, a JPEG has no frame
-      number in its name, two JPEGs have the same number, or a JPEG is corrupt
-      (naming that file).
+      number in its name, two JPEGs have the same number, a JPEG is corrupt, or
+      one is not a readable regular file (`unreadable` set; a FIFO is refused
+      before it is opened); naming that file.
   """
   if not os.path.isdir(folder):
     raise VideoDecodeError(folder, 'no such frame folder')
-  names = [n for n in os.listdir(folder) if n.lower().endswith(_JPEG_SUFFIXES)]
+  try:
+    names = [n for n in os.listdir(folder) if n.lower().endswith(_JPEG_SUFFIXES)]
+  except OSError as e:
+    raise VideoDecodeError(folder, f'cannot list the folder ({e.strerror})',
+                           unreadable=True) from None
   if not names:
     raise VideoDecodeError(folder, 'the frame folder has no .jpg file')
   numbered = {}
@@ -228,8 +245,10 @@ def read_frame_folder(folder: str) -> list[bytes]:
   frames = []
   for number in sorted(numbered):
     path = os.path.join(folder, numbered[number])
-    with open(path, 'rb') as f:
-      data = f.read()
+    try:
+      data = raw_files.read_regular_file(path)  # a FIFO is refused, not waited on
+    except raw_files.UnreadableFile as e:
+      raise VideoDecodeError(path, e.reason, unreadable=True) from None
     _check_jpeg(path, data)
     frames.append(data)
   return frames
