@@ -26,6 +26,15 @@ if [[ "$skip_bazel" != 1 ]]; then
 fi
 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$venv/bin/python" -m pytest "${pytest_args[@]}" \
   tests "$@"
+# No TFF worker may outlive the suite (one left behind would be an orphan of init, still
+# listening on every interface).
+sleep 1
+orphans="$(ps -eo pid=,ppid=,stat=,args= | awk '$2 == 1 && $3 !~ /^Z/ && /[w]orker_binary/')"
+if [[ -n "$orphans" ]]; then
+  echo "test.sh: TFF worker processes outlived the test suite:" >&2
+  echo "$orphans" >&2
+  exit 1
+fi
 if [[ "$skip_bazel" == 1 ]]; then
   exit 0
 fi

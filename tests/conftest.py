@@ -37,3 +37,33 @@ def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   from fedcmi_tff.programs import runtime  # pylint: disable=g-import-not-at-top
   runtime.stop_worker_processes()
+
+
+# -- The fault table (tests/test_faults.py): one row per fault or bad-input case ----------
+
+
+@pytest.fixture
+def fault_row(request):
+  """Records (case, what the user sees) for the fault table printed after the run."""
+  def record(case: str, seen: str):
+    request.node.user_properties.append(('fault_row', (case, ' '.join(seen.split()))))
+  return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+  del exitstatus, config
+  rows = []
+  for outcome in ('passed', 'failed'):
+    for report in terminalreporter.stats.get(outcome, []):
+      if getattr(report, 'when', None) != 'call':
+        continue
+      for key, value in getattr(report, 'user_properties', ()):
+        if key == 'fault_row':
+          rows.append((value[0], value[1], 'ok' if outcome == 'passed' else 'FAILED'))
+  if not rows:
+    return
+  terminalreporter.write_sep('-', f'fault table: {len(rows)} cases')
+  terminalreporter.write_line('| case | what the user sees | check |')
+  terminalreporter.write_line('|---|---|---|')
+  for case, seen, check in sorted(rows):
+    terminalreporter.write_line(f'| {case} | {seen[:400]} | {check} |')

@@ -17,18 +17,25 @@ from absl import flags
 from absl.testing import flagsaver
 
 from fedcmi_tff import train
+from fedcmi_tff.data import prepared
+from fedcmi_tff.preparation import crisismmd
 from tests import av_fixtures
 from tests import crisismmd_fixture
+from tests import prepared_faults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _prepare(name, raw_dir, output_dir, *extra):
+def _run_prepare(name, raw_dir, output_dir, *extra):
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.run(
+  return subprocess.run(
       [sys.executable, '-m', 'fedcmi_tff.prepare', f'--dataset={name}', f'--raw_dir={raw_dir}',
        f'--output_dir={output_dir}', '--noprogress', *extra],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _prepare(name, raw_dir, output_dir, *extra):
+  proc = _run_prepare(name, raw_dir, output_dir, *extra)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   return proc.stdout
 
@@ -93,3 +100,53 @@ def test_train_names_a_missing_or_unprepared_data_dir(tmp_path, capsys):
       assert train.main(['train']) == 2
     assert message in capsys.readouterr().err
   assert not (tmp_path / 'run').exists()
+
+
+def test_prepare_prints_the_skip_report_when_nothing_was_prepared_and_overwrites(tmp_path):
+  ids = [r.image_id for r in crisismmd_fixture.ROWS]
+  raw = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'), missing_images=ids)['root']
+  out = tmp_path / 'prepared'
+  proc = _run_prepare('crisismmd', raw, out)
+  assert proc.returncode == 2
+  assert '  skipped: 10' in proc.stdout and '    10 x image file missing: ' in proc.stdout
+  assert 'data_image' in proc.stdout  # the first items are named
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f'prepare: error: {out}: no train example was prepared (6 train rows read; skipped 10 x '
+      'image file missing); see the skip report above')
+  crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'))  # the images arrive
+  assert 'train: read 6, written 6' in _prepare('crisismmd', raw, out)
+  refused = _run_prepare('crisismmd', raw, out, '--max_length=20')
+  assert refused.returncode == 2
+  assert 'recipe.max_length 40 (prepared) vs 20 (now)' in refused.stderr
+  assert '--overwrite' in refused.stderr
+  again = _prepare('crisismmd', raw, out, '--max_length=20', '--overwrite')
+  assert 'is deleted once the raw split files are read' in again
+  assert json.loads((out / 'dataset.json').read_text())['recipe']['max_length'] == 20
+
+
+def test_train_refuses_a_damaged_prepared_folder_before_building_a_model(tmp_path, capsys):
+  raw = crisismmd_fixture.make_crisismmd(str(tmp_path / 'raw'))['root']
+  prepared_dir = str(tmp_path / 'prepared')
+  manifest = crisismmd.prepare_crisismmd(raw, prepared_dir)
+  damaged = prepared.example_path(prepared_dir, 'train',
+                                  manifest['splits']['train']['example_ids'][2])
+  with open(damaged, 'wb'):
+    pass  # zero bytes: formerly dropped without a word
+  with flagsaver.flagsaver():
+    flags.FLAGS(['train', '--dataset=crisismmd', f'--data_dir={prepared_dir}', '--rounds=1',
+                 f'--output_dir={tmp_path / "run"}'])
+    assert train.main(['train']) == 2
+  err = capsys.readouterr().err
+  assert f'train: error: {damaged}: 0 bytes, but dataset.json records' in err
+  assert not (tmp_path / 'run').exists()
+
+
+def test_every_fault_case_shows_what_the_table_says(tmp_path, fault_row):
+  cases = prepared_faults.fault_cases()
+  assert len({c.name for c in cases}) == len(cases) >= 20
+  for case in cases:
+    outcome = case.run(str(tmp_path))
+    assert '\n' not in outcome and str(tmp_path) not in outcome, (case.name, outcome)
+    assert case.matches(outcome), (case.name, outcome)
+    assert case['what_the_user_sees'] == case.what_the_user_sees
+    fault_row(f'prepared data: {case.name}', outcome)

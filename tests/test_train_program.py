@@ -89,13 +89,14 @@ def test_outputs_and_same_seed_gives_identical_metrics(tmp_path, cache):
   assert other_seed.summary['final'] != one.summary['final']
 
 
-def test_existing_output_is_protected_and_resume_continues_exactly(tmp_path, cache):
+def test_existing_output_is_protected_and_resume_continues_exactly(tmp_path, cache, fault_row):
   full = experiment.run_experiment(FAST, str(tmp_path / 'full'), log=_quiet, process_cache=cache)
   short = dataclasses.replace(FAST, federation=dataclasses.replace(FAST.federation, rounds=2))
   experiment.run_experiment(short, str(tmp_path / 'part'), log=_quiet, process_cache=cache)
   before = (tmp_path / 'part' / 'metrics.csv').read_text()
-  with pytest.raises(experiment.OutputDirectoryError, match='--resume'):
+  with pytest.raises(experiment.OutputDirectoryError, match='--resume') as e:
     experiment.run_experiment(short, str(tmp_path / 'part'), log=_quiet, process_cache=cache)
+  fault_row('an existing run folder without `--resume` or `--overwrite`', str(e.value))
   assert (tmp_path / 'part' / 'metrics.csv').read_text() == before
   changed = dataclasses.replace(short, objective=dataclasses.replace(
       short.objective, distillation_weight=2.0))
@@ -140,7 +141,7 @@ def test_runs_saved_before_a_config_field_existed_still_count_as_finished(tmp_pa
     experiment.finished_summary(changed, str(tmp_path))
 
 
-def test_resume_that_cannot_reproduce_the_fresh_run_is_refused(tmp_path, cache):
+def test_resume_that_cannot_reproduce_the_fresh_run_is_refused(tmp_path, cache, fault_row):
   decaying = dataclasses.replace(
       FAST, federation=dataclasses.replace(FAST.federation, rounds=2),
       training=dataclasses.replace(FAST.training, min_learning_rate=0.002,
@@ -150,19 +151,22 @@ def test_resume_that_cannot_reproduce_the_fresh_run_is_refused(tmp_path, cache):
   files_before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
   longer = dataclasses.replace(decaying, federation=dataclasses.replace(
       decaying.federation, rounds=4))
-  with pytest.raises(experiment.OutputDirectoryError, match='decays after round 1'):
+  with pytest.raises(experiment.OutputDirectoryError, match='decays after round 1') as e:
     experiment.run_experiment(longer, str(run), resume=True, log=_quiet, process_cache=cache)
+  fault_row('`--resume` with more `--rounds` after the learning rate decayed', str(e.value))
   shorter = dataclasses.replace(decaying, federation=dataclasses.replace(
       decaying.federation, rounds=1))
-  with pytest.raises(experiment.OutputDirectoryError, match='2 finished rounds, more than'):
+  with pytest.raises(experiment.OutputDirectoryError, match='2 finished rounds, more than') as e:
     experiment.run_experiment(shorter, str(run), resume=True, log=_quiet, process_cache=cache)
+  fault_row('`--resume` with fewer `--rounds` than finished', str(e.value))
   assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == files_before
   (run / 'checkpoint.npz').write_bytes(b'not a zip file')
   with pytest.raises(experiment.OutputDirectoryError, match='checkpoint.npz cannot be read'):
     experiment.run_experiment(decaying, str(run), resume=True, log=_quiet, process_cache=cache)
   (run / 'checkpoint.npz').unlink()
-  with pytest.raises(experiment.OutputDirectoryError, match='program state .* is missing'):
+  with pytest.raises(experiment.OutputDirectoryError, match='program state .* is missing') as e:
     experiment.run_experiment(decaying, str(run), resume=True, log=_quiet, process_cache=cache)
+  fault_row('`--resume` after `checkpoint.npz` was deleted', str(e.value))
   assert (run / 'metrics.csv').read_bytes() == files_before['metrics.csv']
 
 
@@ -178,7 +182,8 @@ def test_resume_that_cannot_reproduce_the_fresh_run_is_refused(tmp_path, cache):
     (['--workers=127.0.0.1:8001'], '--workers is only used with --runtime=tff_remote'),
     (['--max_concurrent_clients=0'], '--max_concurrent_clients must be >= 1'),
 ])
-def test_bad_flags_stop_with_one_line_before_training(tmp_path, capsys, args, message):
+def test_bad_flags_stop_with_one_line_before_training(tmp_path, capsys, args, message,
+                                                      fault_row):
   out = tmp_path / 'never'
   with flagsaver.flagsaver():
     flags.FLAGS(['train', f'--output_dir={out}'] + args)
@@ -186,6 +191,7 @@ def test_bad_flags_stop_with_one_line_before_training(tmp_path, capsys, args, me
   err = capsys.readouterr().err.strip()
   assert message in err and len(err.splitlines()) == 1
   assert not out.exists()
+  fault_row(f'bad flag `{" ".join(args)}`', err)
 
 
 def _worker_pids():
