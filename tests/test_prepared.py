@@ -369,7 +369,7 @@ def test_nothing_prepared_carries_the_report_and_long_items_are_cut():
   report.skip('image file missing', 'x' * 30_000_000)
   report.skip('image file missing', 'short.jpg')
   (named, short) = report.to_dict()['skipped_examples']['image file missing']
-  assert named == 'x' * 200 + '… (30000000 bytes)' and short == 'short.jpg'
+  assert named == 'x' * 400 + '… (30000000 bytes)' and short == 'short.jpg'
   writer = writer_lib.PreparedDatasetWriter.__new__(writer_lib.PreparedDatasetWriter)
   writer.output_dir, writer._examples = 'out', {'train': [], 'test': []}
   with pytest.raises(writer_lib.NothingPrepared) as error:
