@@ -282,3 +282,15 @@ def test_a_remote_worker_lost_during_a_run_stops_it_within_the_timeout(tmp_path,
   assert len(lost) == 1 and f'localhost:{port} unreachable for 4s' in lost[0]
   assert time.time() - started < 60
   fault_row('a remote worker is lost during a run', lost[0] + ' (exit status 4)')
+
+
+def test_an_error_exit_prints_one_line_and_nothing_from_tffs_finalisers(tmp_path, fault_row):
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+  out = subprocess.run([sys.executable, '-m', 'fedcmi_tff.train', '--rounds=0',
+                        f'--output_dir={tmp_path / "never"}'], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+  err = [line for line in out.stderr.splitlines()
+         if line.strip() and not _TF_CPP_LOG.match(line)]
+  assert out.returncode == 2 and err == ['train: error: rounds must be > 0, got 0'], err
+  fault_row('any error exit', f'{err[0]} and nothing else on stderr (no traceback, no TFF '
+            'finaliser noise at shutdown)')

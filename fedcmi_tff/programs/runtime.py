@@ -405,6 +405,9 @@ def run_program(main) -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   if os.environ.get('BUILD_WORKING_DIRECTORY'):
     os.chdir(os.environ['BUILD_WORKING_DIRECTORY'])
+  # Also on exits before any runtime is configured (bad flags): TFF's import-time context
+  # would otherwise print a traceback from its finaliser during interpreter shutdown.
+  _register_cleanup()
   app.run(main)
 
 
