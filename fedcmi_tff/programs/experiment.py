@@ -151,6 +151,8 @@ def _remove_run(output_dir: str) -> None:
         f'{" ..." if len(foreign) > 5 else ""}, which a run does not write; nothing was '
         'deleted: move them away or choose another --output_dir')
   for entry in entries:
+    if entry == '.lock':  # held by this run: deleting it would let another run lock anew
+      continue
     path = os.path.join(output_dir, entry)
     if os.path.isdir(path) and not os.path.islink(path):
       shutil.rmtree(path)
@@ -364,7 +366,6 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
     OSError: the folder cannot be written.
   """
   config.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
-  fed = config.federation
   config_dict = collections.OrderedDict(method=method or config.algorithm)
   config_dict.update(method_registry.applied_config(config))
   # Data errors (prepared.DataFormatError) surface before anything is written.

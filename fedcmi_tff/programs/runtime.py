@@ -102,6 +102,7 @@ def stop_worker_processes(timeout: float = 5.0) -> int:
   TFF computations may still run afterwards: TFF starts a new worker on demand
   (its own local context), or the program starts one with `start_local_worker`.
   """
+  _workers_stopping.set()  # the program stops them: not a lost worker
   own = _stop_local_workers(timeout)
   workers = _worker_children()
   for w in workers:
@@ -143,6 +144,7 @@ _GRPC_OPTIONS = [('grpc.max_send_message_length', 2 * 10**9),
                  ('grpc.max_receive_message_length', 2 * 10**9)]
 _PR_SET_PDEATHSIG = 1
 _local_workers = []  # [(subprocess.Popen, port)] started by start_local_worker
+_workers_stopping = threading.Event()  # set by stop_worker_processes: the watchdog stands down
 
 
 def worker_binary_path() -> str:
@@ -248,10 +250,11 @@ def start_worker_watchdog(addresses: tuple, timeout: float, program: str,
   or a dead local worker, ends the program.  TFF itself would retry forever.  State is
   saved after every round, so `--resume` continues from the last finished round.
   """
+  _workers_stopping.clear()
+
   def watch():
     lost_since = {}
-    while True:
-      time.sleep(interval)
+    while not _workers_stopping.wait(interval):
       dead = local_worker_exited()
       if dead:
         _fail(f'{program}: error: {dead}; the run stopped; continue it with --resume')
@@ -270,6 +273,8 @@ def start_worker_watchdog(addresses: tuple, timeout: float, program: str,
 
 
 def _fail(message: str) -> None:
+  if _workers_stopping.is_set():  # the program itself stopped the workers meanwhile
+    return
   print(message, file=sys.stderr, flush=True)
   stop_worker_processes()
   os._exit(4)
