@@ -42,9 +42,12 @@ def cache():
 
 def _train(args, capsys):
   """(exit status, stderr lines) of train.main with these flags."""
+  handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
   with flagsaver.flagsaver():
     flags.FLAGS(['train'] + args)
     status = train.main(['train'])
+  # The program's stop-after-the-round handlers are removed when it returns.
+  assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
   err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
   return status, err
 

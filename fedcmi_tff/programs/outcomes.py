@@ -30,14 +30,21 @@ class StopRequests:
   def __init__(self, program: str):
     self._program = program
     self._signal = None
+    self._previous = {}
 
   def install(self) -> 'StopRequests':
     for signum in (signal.SIGINT, signal.SIGTERM):
       try:
-        signal.signal(signum, self._handle)
+        self._previous[signum] = signal.signal(signum, self._handle)
       except ValueError:  # not the main thread: keep the default behaviour
         pass
     return self
+
+  def restore(self) -> None:
+    """Puts back the handlers `install` replaced (a program's main called in a test)."""
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous.clear()
 
   def _handle(self, signum, frame) -> None:
     del frame
@@ -85,3 +92,4 @@ def run_guarded(program: str, body: Callable[[], int], stops: StopRequests) -> i
     return 2
   finally:
     runtime.stop_worker_processes()
+    stops.restore()
