@@ -7,7 +7,7 @@ cd "$repo"
 venv="${FEDCMI_VENV:-$repo/venv}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-flags=(--flagfile=configs/demo.flags --rounds=2 --num_clients=4 --clients_per_round=2)
+flags=(--flagfile=configs/demo.flags --rounds=1 --num_clients=4 --clients_per_round=2)
 export TF_CPP_MIN_LOG_LEVEL=2
 PYTHONPATH="$repo" "$venv/bin/python" -m fedcmi_tff.train "${flags[@]}" \
   --output_dir="$out/python" > "$out/python.log" 2>&1 || { cat "$out/python.log"; exit 1; }

@@ -219,7 +219,10 @@ def test_sigkill_of_a_tff_cpp_run_leaves_no_worker_and_no_open_pipe(tmp_path, fa
   ports = {c.laddr.port for c in workers[0].connections(kind='inet')
            if c.status == psutil.CONN_LISTEN}
   proc.kill()
-  proc.communicate(timeout=30)  # returns: no worker holds the pipes
+  _, err = proc.communicate(timeout=30)  # returns: no worker holds the pipes
+  warning = [line for line in err.splitlines() if line.startswith('WARNING: --runtime=tff_cpp')]
+  assert warning and f'port {sorted(ports)[0]} of every network interface' in warning[0]
+  fault_row('`--runtime=tff_cpp` (TFF\'s worker binds every interface)', warning[0])
   gone, alive = psutil.wait_procs(workers, timeout=10)
   assert not alive and gone
   fault_row('SIGKILL of a `--runtime=tff_cpp` run',
@@ -227,21 +230,58 @@ def test_sigkill_of_a_tff_cpp_run_leaves_no_worker_and_no_open_pipe(tmp_path, fa
             '`train ... | tee` ends')
 
 
-def test_tff_cpp_says_at_start_up_that_its_worker_is_exposed_and_a_dead_worker_stops_the_run(
-    tmp_path, fault_row):
-  proc = _start_train(tmp_path, '--rounds=6', '--runtime=tff_cpp', '--worker_timeout=5')
-  _wait_for_line(proc.stdout, 'round   1/6')
-  workers = _workers_of(proc.pid)
-  workers[0].kill()
-  started = time.time()
-  _, err = proc.communicate(timeout=120)
-  assert proc.returncode == 4, err[-2000:]
-  warning = [line for line in err.splitlines() if line.startswith('WARNING: --runtime=tff_cpp')]
-  assert warning and 'every network interface' in warning[0]
-  fault_row('`--runtime=tff_cpp` (TFF\'s worker binds every interface)', warning[0])
-  lost = [line for line in err.splitlines() if 'train: error:' in line]
-  assert len(lost) == 1 and 'local TFF worker' in lost[0] and time.time() - started < 60
-  fault_row('the local TFF worker dies during a run', lost[0] + ' (exit status 4)')
+def _watchdog_failure(monkeypatch, addresses, timeout):
+  """Runs the worker watchdog with its exit replaced by a recorder; returns the message."""
+  from fedcmi_tff.programs import runtime  # pylint: disable=g-import-not-at-top
+  failures = []
+  monkeypatch.setattr(runtime, '_fail', failures.append)
+  runtime.start_worker_watchdog(addresses, timeout, 'train', interval=0.5)
+  return runtime, failures
+
+
+def test_a_dead_local_worker_ends_the_run_with_status_4(monkeypatch, fault_row):
+  """The watchdog of a --runtime=tff_cpp run (the exit itself: runtime._fail, status 4)."""
+  from fedcmi_tff.programs import runtime  # pylint: disable=g-import-not-at-top
+  port = runtime.start_local_worker()
+  try:
+    _, failures = _watchdog_failure(monkeypatch, (), 5.0)
+    time.sleep(1.5)
+    assert not failures  # a running worker is not reported
+    runtime._local_workers[-1][0].kill()
+    deadline = time.time() + 10
+    while not failures and time.time() < deadline:
+      time.sleep(0.1)
+  finally:
+    runtime.stop_worker_processes()
+  assert failures and f'local TFF worker (port {port}) exited' in failures[0]
+  fault_row('the local TFF worker dies during a run',
+            failures[0] + ' (exit status 4, within 2 s)')
+
+
+def test_a_remote_worker_lost_during_a_run_ends_it_within_the_timeout(monkeypatch, fault_row):
+  import portpicker  # pylint: disable=g-import-not-at-top
+  from fedcmi_tff.programs import runtime  # pylint: disable=g-import-not-at-top
+  port = portpicker.pick_unused_port()
+  worker = subprocess.Popen([runtime.worker_binary_path(), f'--port={port}'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    runtime.check_workers_reachable((f'localhost:{port}',), 30.0)
+    _, failures = _watchdog_failure(monkeypatch, (f'localhost:{port}',), 2.0)
+    time.sleep(1.5)
+    assert not failures
+    worker.kill()
+    lost = time.time()
+    while not failures and time.time() - lost < 20:
+      time.sleep(0.1)
+    waited = time.time() - lost
+  finally:
+    worker.kill()
+    worker.wait()
+    runtime._workers_stopping.set()  # ends the watchdog thread
+  assert failures and f'localhost:{port} unreachable for 2s (--worker_timeout)' in failures[0]
+  assert 2.0 <= waited < 10
+  fault_row('a remote worker is lost during a run',
+            failures[0] + f' (exit status 4, {waited:.0f} s after the loss)')
 
 
 def test_an_unreachable_remote_worker_fails_within_the_timeout(tmp_path, fault_row):
@@ -262,29 +302,6 @@ def test_an_unreachable_remote_worker_fails_within_the_timeout(tmp_path, fault_r
   assert len(err) == 1 and f'127.0.0.1:{port} not reachable within 2s' in err[0], err
   assert time.time() - started < 60
   fault_row('`--workers` address unreachable (or the worker dies)', err[0] + ' (exit status 4)')
-
-
-def test_a_remote_worker_lost_during_a_run_stops_it_within_the_timeout(tmp_path, fault_row):
-  import portpicker  # pylint: disable=g-import-not-at-top
-  from fedcmi_tff.programs import runtime  # pylint: disable=g-import-not-at-top
-  port = portpicker.pick_unused_port()
-  worker = subprocess.Popen([runtime.worker_binary_path(), f'--port={port}'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    proc = _start_train(tmp_path, '--rounds=6', '--runtime=tff_remote',
-                        f'--workers=localhost:{port}', '--worker_timeout=4')
-    _wait_for_line(proc.stdout, 'round   1/6')
-    worker.kill()
-    started = time.time()
-    _, err = proc.communicate(timeout=120)
-  finally:
-    worker.kill()
-    worker.wait()
-  assert proc.returncode == 4, err[-2000:]
-  lost = [line for line in err.splitlines() if 'train: error:' in line]
-  assert len(lost) == 1 and f'localhost:{port} unreachable for 4s' in lost[0]
-  assert time.time() - started < 60
-  fault_row('a remote worker is lost during a run', lost[0] + ' (exit status 4)')
 
 
 def test_an_error_exit_prints_one_line_and_nothing_from_tffs_finalisers(tmp_path, fault_row):

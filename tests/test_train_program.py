@@ -221,7 +221,8 @@ def _children_and_listening_ports(pid):
   return children, ports
 
 
-@pytest.mark.parametrize('runtime_name', ['tff_cpp', 'inprocess'])
+# tff_cpp's worker lifetime: tests/test_faults.py (SIGKILL, a dead worker).
+@pytest.mark.parametrize('runtime_name', ['inprocess'])
 def test_program_exits_cleanly_without_orphan_worker(tmp_path, runtime_name):
   """tff_cpp: the worker the program started is gone when it exits.  inprocess (the
   default): no child process and no listening socket at any time during the run."""
