@@ -82,14 +82,10 @@ def main(argv):
 
   def body() -> int:
     started = time.time()
-    todo = grid_runner.unfinished(cells)
-    print(f'compare: {len(cells)} runs, {len(cells) - len(todo)} already finished, '
-          f'{len(todo)} to run', flush=True)
-    if todo:
-      print(f'compare: TFF runtime: {flag_config.configure_runtime("compare")}', flush=True)
-    grid_runner.run_cells(cells, todo, 'compare', lambda line: print(line, flush=True),
-                          run_log=lambda line: print('  ' + line, flush=True),
-                          stop_requested=stops.requested)
+    grid_runner.run_unfinished(cells, 'compare', 'runs',
+                               lambda: flag_config.configure_runtime('compare'),
+                               stop_requested=stops.requested,
+                               run_log=lambda line: print('  ' + line, flush=True))
     finals, _, _ = report.load_runs(cells)
     columns, labels = comparison_columns(names)
     table = comparison.mean_std_table(finals, columns)

@@ -61,13 +61,9 @@ def main(argv):
 
   def body() -> int:
     started = time.time()
-    todo = grid_runner.unfinished(cells)
-    print(f'grid: {len(cells)} cells, {len(cells) - len(todo)} already finished, '
-          f'{len(todo)} to run', flush=True)
-    if todo:
-      print(f'grid: TFF runtime: {flag_config.configure_runtime("grid")}', flush=True)
-    grid_runner.run_cells(cells, todo, 'grid', lambda line: print(line, flush=True),
-                          stop_requested=stops.requested)
+    grid_runner.run_unfinished(cells, 'grid', 'cells',
+                               lambda: flag_config.configure_runtime('grid'),
+                               stop_requested=stops.requested)
     finals, rounds, classes = report.load_runs(cells)
     # Figures show the cell of the base --dirichlet_alpha / --multi_ratio when the grid has
     # it.

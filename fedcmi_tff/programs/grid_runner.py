@@ -92,3 +92,23 @@ def run_cells(cells: list, todo: list, program: str, log: Callable[[str], None],
       raise experiment.Interrupted(
           f'stopped after {done} of {len(cells)} cells ({reason}); run the same command '
           'again to continue', reason)
+
+
+def run_unfinished(cells: list, program: str, noun: str, configure_runtime: Callable[[], str],
+                   stop_requested: Callable[[], str | None] | None = None,
+                   run_log: Callable[[str], None] = lambda line: None) -> None:
+  """Runs the cells without a finished run, after saying how many there are.
+
+  `configure_runtime()` installs the TFF context (only when something is left to run) and
+  returns its description; `noun` names the cells in the progress line ('cells', 'runs').
+
+  Raises:
+    as `unfinished` and `run_cells`.
+  """
+  todo = unfinished(cells)
+  print(f'{program}: {len(cells)} {noun}, {len(cells) - len(todo)} already finished, '
+        f'{len(todo)} to run', flush=True)
+  if todo:
+    print(f'{program}: TFF runtime: {configure_runtime()}', flush=True)
+  run_cells(cells, todo, program, lambda line: print(line, flush=True), run_log=run_log,
+            stop_requested=stop_requested)
