@@ -166,6 +166,10 @@ class FederationConfig:
   multi_ratio: float = 0.5
   # If set to a modality name, every client holds only that modality (unimodal FL).
   only_modality: str | None = None
+  # Fraction of the training examples held out, per class and seeded by `seed`, before the
+  # label split: the validation split on which rounds and hyper-parameters are selected
+  # (0 = none; the test split is then the only evaluation and is never used to select).
+  validation_fraction: float = 0.0
   seed: int = 0
 
   def validate(self) -> None:
@@ -181,6 +185,8 @@ class FederationConfig:
     _check(0.0 <= self.multi_ratio <= 1.0,
            f'multi_ratio must be in [0, 1], got {self.multi_ratio}')
     _check(self.balance_cap > 0, f'balance_cap must be > 0, got {self.balance_cap}')
+    _check(0.0 <= self.validation_fraction < 1.0,
+           f'validation_fraction must be in [0, 1), got {self.validation_fraction}')
 
 
 def _check(condition: bool, message: str) -> None:

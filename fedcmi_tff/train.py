@@ -49,8 +49,8 @@ def main(argv):
                                        stop_requested=stops.requested)
     final, best = result.summary['final'], result.summary['best']
     print(f'train: done; final fused {final["acc_fused"]:.4f}, best fused '
-          f'{best["acc_fused"]:.4f} (round {result.summary["best_round"]}); results in '
-          f'{result.output_dir}')
+          f'{best["acc_fused"]:.4f} (round {result.summary["best_round"]}, chosen on the '
+          f'{result.summary["selected_on"]} split); results in {result.output_dir}')
     return 0
 
   return outcomes.run_guarded('train', body, stops)

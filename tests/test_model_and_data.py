@@ -122,6 +122,42 @@ def test_client_data_zero_fills_absent_modality_and_serialises():
                                        multi_ratio=0.5, seed=0, only_modality='text')
 
 
+def test_validation_split_is_stratified_disjoint_seeded_and_carved_before_the_label_split():
+  from fedcmi_tff.data import partition
+  labels = np.repeat(np.arange(3), [10, 20, 31])
+  kept, held = partition.validation_split(labels, 0.2, seed=4)
+  # round(0.2 * n_c) of every class: 2, 4 and 6 (31 * 0.2 = 6.2).
+  assert [int(np.sum(labels[held] == c)) for c in range(3)] == [2, 4, 6]
+  assert not set(kept) & set(held) and len(kept) + len(held) == len(labels)
+  again, _ = partition.validation_split(labels, 0.2, seed=4)
+  other, _ = partition.validation_split(labels, 0.2, seed=5)
+  np.testing.assert_array_equal(kept, again)
+  assert not np.array_equal(kept, other)
+  assert len(partition.validation_split(labels, 0.0, seed=4)[1]) == 0
+  with pytest.raises(ValueError, match='fraction'):
+    partition.validation_split(labels, 1.0, seed=4)
+
+  splits = tiny.small_synthetic()
+  without = client_data.build_federated_splits(splits, num_clients=4, dirichlet_alpha=1.0,
+                                               multi_ratio=0.5, seed=0)
+  assert without.validation is None
+  data = client_data.build_federated_splits(splits, num_clients=4, dirichlet_alpha=1.0,
+                                            multi_ratio=0.5, seed=0, validation_fraction=0.25)
+  val_labels = np.array([int(e['y']) for e in data.validation])
+  train_total = sum(data.client_data.num_examples(c) for c in data.client_data.client_ids)
+  assert len(val_labels) + train_total == len(splits.train.labels)
+  expected = [round(0.25 * np.sum(splits.train.labels == c)) for c in range(6)]
+  assert np.bincount(val_labels, minlength=6).tolist() == expected
+  # The held-out examples reach no client: every client example's audio differs from
+  # every validation example's.
+  val_audio = np.stack([e['x']['audio'].numpy() for e in data.validation]).reshape(
+      len(val_labels), -1)
+  for cid in data.client_data.client_ids:
+    for e in data.client_data.create_tf_dataset_for_client(cid):
+      if e['x']['modality_mask'][0] > 0:
+        assert np.min(np.abs(val_audio - e['x']['audio'].numpy().reshape(1, -1)).sum(1)) > 0
+
+
 def test_image_text_model_adapts_both_encoders_and_groups_the_text_encoder():
   config = tiny.MODEL_CONFIG.__class__(small_encoder_channels=(4, 8), feature_dim=5)
   model = fedcmi_model.DecomposedModel(('image', 'text'), {'image': (16, 16, 3), 'text': (6,)},

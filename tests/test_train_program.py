@@ -83,10 +83,23 @@ def test_outputs_and_same_seed_gives_identical_metrics(tmp_path, cache):
   assert len(per_class) == 3 * 5 and set(per_class[0]) >= {'round', 'path', 'class_0'}
   assert any(f.startswith('events.out.tfevents')
              for f in os.listdir(tmp_path / 'one' / 'tensorboard'))
+  assert summary['selected_on'] == 'test' and summary['last_rounds'] == 3
+  assert summary['last_rounds_mean']['acc_fused'] == pytest.approx(
+      sum(float(r['acc_fused']) for r in rows_one) / 3)
+  # Another seed, with a validation split: the best round is chosen on it.
   other_seed = experiment.run_experiment(
-      dataclasses.replace(FAST, federation=dataclasses.replace(FAST.federation, seed=8)),
+      dataclasses.replace(FAST, federation=dataclasses.replace(
+          FAST.federation, seed=8, validation_fraction=0.2)),
       str(tmp_path / 'three'), log=_quiet, process_cache=cache)
   assert other_seed.summary['final'] != one.summary['final']
+  rows = _read(tmp_path / 'three' / 'metrics.csv')
+  val = [float(r['val_acc_fused']) for r in rows]
+  assert other_seed.summary['selected_on'] == 'validation'
+  assert other_seed.summary['best_round'] == 1 + val.index(max(val))
+  assert other_seed.summary['best']['acc_fused'] == float(
+      rows[other_seed.summary['best_round'] - 1]['acc_fused'])
+  assert 'val_acc_visual_path' in other_seed.summary['last_rounds_mean']
+  assert 'val_acc_fused' not in rows_one[0]
 
 
 def test_existing_output_is_protected_and_resume_continues_exactly(tmp_path, cache, fault_row):

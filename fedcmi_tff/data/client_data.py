@@ -118,6 +118,8 @@ class FederatedSplits(NamedTuple):
 
   client_data: MultimodalClientData
   test: tf.data.Dataset  # single multimodal examples, same element layout
+  # Held-out training examples (multimodal, same layout), or None without a validation split.
+  validation: tf.data.Dataset | None
   modality_names: tuple
   class_names: tuple
   input_shapes: dict
@@ -125,16 +127,19 @@ class FederatedSplits(NamedTuple):
   vocabulary_sizes: dict  # token-id range of each text modality (empty if none)
 
 
-def test_dataset(source, modality_names) -> tf.data.Dataset:
-  """The test split as multimodal examples (mask (1, 1))."""
-  everything = MultimodalClientData(source, [np.arange(len(source.labels))],
-                                    [modalities.ClientKind.MULTIMODAL], modality_names)
+def test_dataset(source, modality_names, indices=None) -> tf.data.Dataset:
+  """The test split (or the `indices` of `source`) as multimodal examples (mask (1, 1))."""
+  if indices is None:
+    indices = np.arange(len(source.labels))
+  everything = MultimodalClientData(source, [indices], [modalities.ClientKind.MULTIMODAL],
+                                    modality_names)
   return everything.create_tf_dataset_for_client('0')
 
 
 def build_federated_splits(splits, *, num_clients: int, dirichlet_alpha: float,
                            multi_ratio: float, seed: int, balance_cap: float = 1.1,
-                           only_modality: str | None = None) -> FederatedSplits:
+                           only_modality: str | None = None,
+                           validation_fraction: float = 0.0) -> FederatedSplits:
   """Partitions `splits.train` over clients and assigns each client a kind.
 
   Args:
@@ -144,6 +149,8 @@ def build_federated_splits(splits, *, num_clients: int, dirichlet_alpha: float,
     multi_ratio: fraction of multimodal clients (same section).
     seed: seeds the label split; seed + 1 seeds the kinds.
     only_modality: a modality name: every client holds only that modality.
+    validation_fraction: share of every class held out of `splits.train` before the
+      label split (`partition.validation_split`, seeded by `seed`); 0 for none.
   """
   names = tuple(splits.modality_names)
   only = None
@@ -151,12 +158,19 @@ def build_federated_splits(splits, *, num_clients: int, dirichlet_alpha: float,
     if only_modality not in names:
       raise ValueError(f'only_modality must be one of {names}, got {only_modality!r}')
     only = names.index(only_modality)
-  indices = partition_lib.dirichlet_label_partition(
-      splits.train.labels, num_clients, dirichlet_alpha, seed, balance_cap)
+  labels = np.asarray(splits.train.labels)
+  validation = None
+  kept = np.arange(len(labels), dtype=np.int64)
+  if validation_fraction > 0:
+    kept, held_out = partition_lib.validation_split(labels, validation_fraction, seed)
+    validation = test_dataset(splits.train, names, held_out)
+  indices = [kept[i] for i in partition_lib.dirichlet_label_partition(
+      labels[kept], num_clients, dirichlet_alpha, seed, balance_cap)]
   kinds = partition_lib.assign_client_kinds(num_clients, multi_ratio, seed + 1, only)
   client_data = MultimodalClientData(splits.train, indices, kinds, names)
   return FederatedSplits(
-      client_data=client_data, test=test_dataset(splits.test, names), modality_names=names,
+      client_data=client_data, test=test_dataset(splits.test, names), validation=validation,
+      modality_names=names,
       class_names=tuple(splits.class_names),
       input_shapes={n: tuple(splits.train.input_shapes[n]) for n in names},
       description=splits.description,

@@ -12,6 +12,31 @@ import numpy as np
 from fedcmi_tff.data import modalities
 
 
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple:
+  """Holds out round(fraction * n_c) examples of every class c, chosen at random.
+
+  Carved before the label split, so every client's data and the validation split are
+  disjoint and the validation split has the training split's class proportions.
+
+  Returns:
+    (kept, held_out): sorted int64 index arrays that partition range(N).
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise ValueError(f'labels must be 1-D, got shape {labels.shape}')
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'validation fraction must be in [0, 1), got {fraction}')
+  # A stream of its own: the label split's draws stay those of `seed`.
+  rng = np.random.default_rng([seed, 0x76616C])
+  held_out = []
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    held_out.extend(idx[:int(round(fraction * len(idx)))].tolist())
+  held_out = np.sort(np.asarray(held_out, dtype=np.int64))
+  kept = np.setdiff1d(np.arange(labels.shape[0], dtype=np.int64), held_out)
+  return kept, held_out
+
+
 def dirichlet_label_partition(labels: np.ndarray, num_clients: int, alpha: float,
                               seed: int, balance_cap: float = 1.1) -> list:
   """Splits example indices over clients, class by class, with Dirichlet proportions.

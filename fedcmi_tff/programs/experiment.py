@@ -71,10 +71,18 @@ class ExperimentResult(NamedTuple):
   summary: dict
 
 
-def summary_columns(modality_names) -> tuple:
+def summary_columns(modality_names, validation: bool = False) -> tuple:
+  """The accuracy columns summarised per run; with `validation`, also their val_ twins."""
   a, b = modality_names
-  return ('acc_fused', f'acc_{a}_path', f'acc_{b}_path', f'acc_{a}_zero', f'acc_{b}_zero',
+  test = ('acc_fused', f'acc_{a}_path', f'acc_{b}_path', f'acc_{a}_zero', f'acc_{b}_zero',
           'acc_macro', 'acc_worst_class', 'acc_class_spread')
+  return test + tuple(VALIDATION_PREFIX + c for c in test) if validation else test
+
+
+# Columns measured on the validation split carry this prefix (metrics.csv, summary.json).
+VALIDATION_PREFIX = 'val_'
+# summary.json's 'last_rounds' block: the mean over this many final rounds.
+LAST_ROUNDS = 5
 
 
 def make_model_fn(modality_names, input_shapes, num_classes, model_config,
@@ -241,14 +249,25 @@ def _train_metrics(train: dict) -> collections.OrderedDict:
 
 
 def summarise(rows: list, columns: tuple, config_dict: dict) -> dict:
-  """Final- and best-round (by fused accuracy) values of the report columns."""
+  """Final-round, last-rounds mean and best-round values of the report columns.
+
+  The best round is the one of highest fused accuracy on the validation split when the
+  run has one (`selected_on: 'validation'`); without one it is chosen on the test split
+  (`selected_on: 'test'`), which reports must not present as a held-out result.
+  """
   final = rows[-1]
-  best = max(rows, key=lambda r: (r['acc_fused'], -r['round']))
+  selected_on = 'validation' if VALIDATION_PREFIX + 'acc_fused' in columns else 'test'
+  key = (VALIDATION_PREFIX if selected_on == 'validation' else '') + 'acc_fused'
+  best = max(rows, key=lambda r: (r[key], -r['round']))
+  last = rows[-LAST_ROUNDS:]
   return {
       'config': config_dict,
       'rounds_completed': final['round'],
       'final_round': final['round'],
       'final': {c: final[c] for c in columns},
+      'last_rounds': len(last),
+      'last_rounds_mean': {c: float(np.mean([r[c] for r in last])) for c in columns},
+      'selected_on': selected_on,
       'best_round': best['round'],
       'best': {c: best[c] for c in columns},
       'best_per_column': {c: max(r[c] for r in rows) for c in columns},
@@ -402,14 +421,16 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   data = client_data_lib.build_federated_splits(
       splits, num_clients=fed.num_clients, dirichlet_alpha=fed.dirichlet_alpha,
       multi_ratio=fed.multi_ratio, seed=fed.seed, balance_cap=fed.balance_cap,
-      only_modality=fed.only_modality)
+      only_modality=fed.only_modality, validation_fraction=fed.validation_fraction)
   client_ids = data.client_data.client_ids
   kinds = collections.Counter(data.client_data.kind(c).describe(data.modality_names)
                               for c in client_ids)
   empty = [c for c in client_ids if data.client_data.num_examples(c) == 0]
   log(f'data: {data.description}; {len(client_ids)} clients '
       f'({", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))}); '
-      f'{len(empty)} clients hold no examples')
+      f'{len(empty)} clients hold no examples' +
+      (f'; validation split: {fed.validation_fraction:g} of every class held out'
+       if data.validation is not None else ''))
 
   model_fn = make_model_fn(data.modality_names, data.input_shapes, len(data.class_names),
                            config.model, data.vocabulary_sizes)
@@ -427,6 +448,8 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   # Client datasets are built once and reused every round.
   client_datasets = {c: data.client_data.create_tf_dataset_for_client(c) for c in client_ids}
   test_batches = data.test.batch(config.eval_batch_size)
+  validation_batches = (None if data.validation is None
+                        else data.validation.batch(config.eval_batch_size))
 
   tf.keras.utils.set_random_seed(fed.seed)
   eval_model = model_fn()
@@ -440,7 +463,7 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   confusion = evaluation.build_confusion_fn(eval_model)
   log(f'{config.algorithm}: process built and initialised in {time.time() - started:.1f}s')
 
-  columns = summary_columns(data.modality_names)
+  columns = summary_columns(data.modality_names, validation=validation_batches is not None)
   for round_num in range(start_round, fed.rounds):
     round_start = time.time()
     selected = sample_clients(client_ids, fed.clients_per_round, fed.seed, round_num)
@@ -453,6 +476,11 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
     seconds = time.time() - round_start
     row = collections.OrderedDict(round=round_num + 1, seconds=round(seconds, 3))
     row.update(metrics)
+    if validation_batches is not None:
+      validation, _ = evaluation.accuracy_metrics(confusion(validation_batches),
+                                                  data.class_names)
+      row.update((VALIDATION_PREFIX + c, validation[c])
+                 for c in summary_columns(data.modality_names))
     row.update(_train_metrics(output.metrics['client_work']['train']))
     totals = output.metrics['aggregator']['group_weight_totals']
     row[f'weight_{data.modality_names[0]}'] = float(totals[0])

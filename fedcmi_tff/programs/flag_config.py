@@ -62,6 +62,10 @@ BALANCE_CAP = flags.DEFINE_float('balance_cap', _F.balance_cap,
                                  'Clients at >= cap * N / M examples get no more of a class.')
 ONLY_MODALITY = flags.DEFINE_string('only_modality', None,
                                     'Give every client only this modality (unimodal FL).')
+VALIDATION_FRACTION = flags.DEFINE_float(
+    'validation_fraction', _F.validation_fraction,
+    'Fraction of the training examples held out (per class, seeded by --seed) before the label '
+    'split; rounds and hyper-parameters are then selected on it, never on the test split.')
 SEED = flags.DEFINE_integer('seed', _F.seed, 'Seed of partition, client kinds, init, sampling.')
 
 # Model.
@@ -202,6 +206,7 @@ _FIELD_FLAGS = {
     ('federation', 'balance_cap'): (BALANCE_CAP, None),
     ('federation', 'multi_ratio'): (MULTI_RATIO, None),
     ('federation', 'only_modality'): (ONLY_MODALITY, None),
+    ('federation', 'validation_fraction'): (VALIDATION_FRACTION, None),
     ('federation', 'seed'): (SEED, None),
     ('model', 'encoder'): (ENCODER, None),
     ('model', 'small_encoder_channels'): (SMALL_ENCODER_CHANNELS, _channels),
