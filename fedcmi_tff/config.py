@@ -82,6 +82,9 @@ class ObjectiveConfig:
   direction_consistent_temperature: bool = False
   # t_w: rounds before the infiltration loss starts (no distillation in round 0 by default).
   warmup_rounds: int = 1
+  # BEYOND THE PAPER: distil only rows whose teacher (the global dominant self head) gives
+  # the true class a probability >= this value; 0 = every row, as the paper.
+  teacher_confidence_threshold: float = 0.0
   # mu: gradient of (mu/2)||w - w_global||^2 added to every parameter with a gradient
   # (FedCMI, FedProx).
   proximal_strength: float = 0.01
@@ -96,6 +99,8 @@ class ObjectiveConfig:
     _check(self.self_head_weight >= 0, 'self_head_weight must be >= 0')
     _check(self.temperature_sharpness >= 0, 'temperature_sharpness must be >= 0')
     _check(self.warmup_rounds >= 0, 'warmup_rounds must be >= 0')
+    _check(0.0 <= self.teacher_confidence_threshold <= 1.0,
+           'teacher_confidence_threshold must be in [0, 1]')
     _check(self.proximal_strength >= 0, 'proximal_strength must be >= 0')
     _check(self.modulation_strength >= 0, 'modulation_strength must be >= 0')
 

@@ -178,6 +178,37 @@ def test_multimodal_update_matches_eager_reference(fedcmi, round_num):
   np.testing.assert_allclose(out.group_weights.numpy(), [12, 12, 12])
 
 
+def test_pre_pass_reports_the_global_self_heads_per_class_accuracy(fedcmi):
+  data = tiny.examples(12, seed=6)
+  out = fedcmi.run(tf.data.Dataset.from_tensor_slices(data), 1)
+  reference = tiny.model_fn()
+  for v, w in zip(reference.trainable_variables + reference.non_trainable_variables,
+                  fedcmi.initial[0] + fedcmi.initial[1]):
+    v.assign(w)
+  heads = reference.multimodal(data['x'], training=False)
+  y = np.asarray(data['y'])
+  for head, key in ((heads.self_a, 'teacher_correct_a'), (heads.self_b, 'teacher_correct_b')):
+    hit = np.argmax(head.numpy(), -1) == y
+    want = [hit[y == c].sum() for c in range(tiny.NUM_CLASSES)]
+    np.testing.assert_array_equal(out.metrics[key].numpy(), want)
+  np.testing.assert_array_equal(out.metrics['teacher_class_count'].numpy(),
+                                np.bincount(y, minlength=tiny.NUM_CLASSES))
+  # Round 0 is the warm-up: no distillation, so nothing is reported.
+  warm_up = fedcmi.run(tf.data.Dataset.from_tensor_slices(data), 0)
+  assert warm_up.metrics['teacher_class_count'].numpy().sum() == 0
+
+
+def test_confident_teacher_gate_of_one_distils_nothing():
+  data = tf.data.Dataset.from_tensor_slices(tiny.examples(12, seed=5))
+  gated = Built(FEDCMI, dataclasses.replace(OBJECTIVE, teacher_confidence_threshold=1.0))
+  plain = Built(FEDCMI)
+  assert plain.run(data, 1).metrics['distillation_loss_sum'].numpy() > 0
+  out = gated.run(data, 1)
+  assert out.metrics['distillation_loss_sum'].numpy() == 0
+  assert out.metrics['a_teaches_batches'].numpy() + out.metrics['b_teaches_batches'].numpy() \
+      == TRAINING.local_epochs
+
+
 def _force_dominance(model, dominant_slot):
   """Head of the dominant slot predicts class 0 confidently, the other is uniform."""
   heads = (model.classifier_a, model.classifier_b)

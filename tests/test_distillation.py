@@ -129,3 +129,33 @@ def test_class_probability_sums():
   sums = distillation.class_probability_sums(logits, logits, labels, 3)
   np.testing.assert_allclose(sums.sum_a.numpy(), [1 / 3 + 3 / 5, 0.0, 1 / 3], rtol=1e-6)
   np.testing.assert_allclose(sums.count.numpy(), [2.0, 0.0, 1.0])
+
+
+def test_gated_soft_target_cross_entropy_and_confident_rows_match_numpy():
+  rng = np.random.default_rng(3)
+  teacher = rng.normal(size=(5, 3)).astype(np.float32) * 2
+  student = rng.normal(size=(5, 3)).astype(np.float32)
+  labels = np.array([0, 1, 2, 1, 0])
+  tau = np.array([1.0, 0.5, 0.8, 1.0, 0.7], np.float32)
+  p_true = _softmax(teacher)[np.arange(5), labels]
+  gate = (p_true >= 0.4).astype(np.float32)
+  assert 0 < gate.sum() < 5  # the draw gates some rows and keeps others
+  np.testing.assert_array_equal(distillation.confident_rows(teacher, labels, 0.4).numpy(), gate)
+  rows = [-np.sum(_softmax(teacher[i] / tau[i]) * np.log(_softmax(student[i] / tau[i])))
+          for i in range(5)]
+  expected = np.sum(gate * np.array(rows)) / 5  # gated rows give 0, the rest keep 1/B
+  got = distillation.soft_target_cross_entropy(teacher, student, tau, gate).numpy()
+  assert got == pytest.approx(expected, rel=1e-5)
+  ones = distillation.soft_target_cross_entropy(teacher, student, tau, np.ones(5)).numpy()
+  assert ones == pytest.approx(np.mean(rows), rel=1e-5)
+
+
+def test_teacher_accuracy_counts_hand_values():
+  labels = tf.constant([0, 0, 1, 2])
+  # head a: argmax 0, 1, 1, 0 -> correct rows 0, 2; head b: argmax 0, 0, 0, 2 -> rows 0, 1, 3
+  a = tf.constant([[2.0, 0, 0], [0, 1.0, 0], [0, 3.0, 0], [1.0, 0, 0]])
+  b = tf.constant([[2.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]])
+  counts = distillation.teacher_accuracy_counts(a, b, labels, 3)
+  np.testing.assert_array_equal(counts.correct_a.numpy(), [1, 1, 0])
+  np.testing.assert_array_equal(counts.correct_b.numpy(), [2, 0, 1])
+  np.testing.assert_array_equal(counts.count.numpy(), [2, 1, 1])

@@ -106,7 +106,8 @@ def test_runs_record_only_the_objective_fields_their_algorithm_applies():
       'modulation_strength', 'modulation_start_round', 'modulation_end_round'}
   assert set(applied['fedcmi']) == {
       'distillation_weight', 'self_head_weight', 'temperature_sharpness', 'temperature_mode',
-      'direction_consistent_temperature', 'warmup_rounds', 'proximal_strength'}
+      'direction_consistent_temperature', 'warmup_rounds', 'teacher_confidence_threshold',
+      'proximal_strength'}
   # A FedAvg run compares equal whatever FedCMI's unused lambda is ...
   fedavg = dataclasses.replace(base, algorithm='fedavg')
   other_lambda = dataclasses.replace(fedavg, objective=dataclasses.replace(
@@ -145,3 +146,17 @@ def test_method_names_cover_algorithms_ablations_unimodal_and_centralised():
   assert registry.ignores_label_split('centralised', ('image', 'text'))
   with pytest.raises(ValueError, match='unknown method .unimodal_audio.'):
     registry.method_config('unimodal_audio', base, ('image', 'text'))
+
+
+def test_distillation_diagnostics_hand_values():
+  from fedcmi_tff.programs import experiment
+  train = {'teacher_correct_a': np.array([3.0, 0.0, 1.0]),
+           'teacher_correct_b': np.array([1.0, 0.0, 0.0]),
+           'teacher_class_count': np.array([4.0, 0.0, 2.0]),
+           'class_temperature_sum': np.array([2.0, 1.2, 1.6]), 'temperature_clients': 2.0}
+  columns, paths = experiment._distillation_diagnostics(train, ('audio', 'visual'))
+  assert columns['teacher_acc_audio'] == 4 / 6 and columns['teacher_acc_visual'] == 1 / 6
+  np.testing.assert_allclose(paths['teacher_audio'], [0.75, np.nan, 0.5])
+  np.testing.assert_allclose(paths['temperature'], [1.0, 0.6, 0.8])
+  assert (columns['min_class_temperature'], columns['max_class_temperature']) == (0.6, 1.0)
+  assert experiment._distillation_diagnostics({'loss_sum': 1.0}, ('a', 'b')) == ({}, {})

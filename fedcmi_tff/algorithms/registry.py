@@ -11,6 +11,8 @@ Two tables, one vocabulary:
   fedcmi_constant_temperature   tau_c = 1 for every class (global teacher kept)
   fedcmi_no_proximal            mu = 0
   fedcmi_direction_consistent   temperatures for the direction each batch distils in
+  fedcmi_confident_teacher      BEYOND THE PAPER: distil only rows whose teacher gives the
+                                true class probability >= 0.5 (teacher_confidence_threshold)
   unimodal_<modality>           FedAvg with every client holding only that modality
   centralised                   FedAvg with one client holding all the (multimodal)
                                 training data: centralised training on the pooled data,
@@ -42,7 +44,7 @@ def _fedcmi(o: config_lib.ObjectiveConfig) -> base.ClientObjective:
       distillation_weight=o.distillation_weight, self_head_weight=o.self_head_weight,
       temperature_sharpness=o.temperature_sharpness, temperature_mode=o.temperature_mode,
       direction_consistent_temperature=o.direction_consistent_temperature,
-      warmup_rounds=o.warmup_rounds)
+      warmup_rounds=o.warmup_rounds, teacher_confidence_threshold=o.teacher_confidence_threshold)
 
 
 def _window(o: config_lib.ObjectiveConfig) -> fused_ce.ModulationWindow:
@@ -62,7 +64,8 @@ class Algorithm(NamedTuple):
 
 
 _FEDCMI_FIELDS = ('distillation_weight', 'self_head_weight', 'temperature_sharpness',
-                  'temperature_mode', 'direction_consistent_temperature', 'warmup_rounds')
+                  'temperature_mode', 'direction_consistent_temperature', 'warmup_rounds',
+                  'teacher_confidence_threshold')
 _MODULATION_FIELDS = ('modulation_strength', 'modulation_start_round', 'modulation_end_round')
 
 _ALGORITHMS = {
@@ -150,6 +153,9 @@ def _centralised(config, modality_names):
       dirichlet_alpha=math.inf, only_modality=None))
 
 
+# fedcmi_confident_teacher's gate (a method keeps one value; the field takes any in [0, 1]).
+CONFIDENT_TEACHER_THRESHOLD = 0.5
+
 _ABLATIONS = {
     'fedcmi_no_infiltration': Method(_objective_change(distillation_weight=0.0), False, False,
                                      'FedCMI with lambda = 0'),
@@ -161,6 +167,11 @@ _ABLATIONS = {
     'fedcmi_direction_consistent': Method(
         _objective_change(direction_consistent_temperature=True), False, False,
         'FedCMI with the temperatures of the direction each batch distils in'),
+    # Beyond the paper (docs/algorithm.md, 'Beyond the paper'): the default stays the paper's.
+    'fedcmi_confident_teacher': Method(
+        _objective_change(teacher_confidence_threshold=CONFIDENT_TEACHER_THRESHOLD), False,
+        False, 'BEYOND THE PAPER: FedCMI distilling only rows its teacher classifies with '
+        f'true-class probability >= {CONFIDENT_TEACHER_THRESHOLD}'),
 }
 
 

@@ -36,7 +36,8 @@ def dominance_ratio(self_logits_a: tf.Tensor, self_logits_b: tf.Tensor,
 
 
 def soft_target_cross_entropy(teacher_logits: tf.Tensor, student_logits: tf.Tensor,
-                              temperatures: tf.Tensor) -> tf.Tensor:
+                              temperatures: tf.Tensor,
+                              row_weights: tf.Tensor | None = None) -> tf.Tensor:
   """Mean over rows of H(softmax(t / tau), softmax(s / tau)); the teacher is detached.
 
   Args:
@@ -44,12 +45,45 @@ def soft_target_cross_entropy(teacher_logits: tf.Tensor, student_logits: tf.Tens
     student_logits: [B, K] logits of the student.
     temperatures: [B] temperature of each row (tau_{y_i}); the same value
       divides teacher and student.  No tau^2 factor (the authors' code has none).
+    row_weights: optional [B] weights (e.g. 0/1 gates): sum_i w_i H_i / B, so a row
+      with weight 0 contributes nothing and the others keep their 1/B share.
   """
   tau = tf.expand_dims(tf.cast(temperatures, student_logits.dtype), -1)
   teacher_probs = tf.nn.softmax(tf.stop_gradient(teacher_logits) / tau, axis=-1)
   student_log_probs = tf.nn.log_softmax(student_logits / tau, axis=-1)
   per_row = -tf.reduce_sum(teacher_probs * student_log_probs, axis=-1)
-  return tf.reduce_mean(per_row)
+  if row_weights is None:
+    return tf.reduce_mean(per_row)
+  return tf.reduce_mean(per_row * tf.cast(row_weights, per_row.dtype))
+
+
+def confident_rows(teacher_logits: tf.Tensor, labels: tf.Tensor,
+                   threshold: float) -> tf.Tensor:
+  """[B] float 0/1: the teacher gives the true class probability >= threshold (beyond the
+  paper: the 'confident teacher' gate of docs/algorithm.md)."""
+  p = true_class_probability(tf.stop_gradient(teacher_logits), labels)
+  return tf.cast(p >= threshold, tf.float32)
+
+
+class TeacherAccuracyCounts(NamedTuple):
+  """Per-class correct counts of each self head of the global model, and class counts."""
+
+  correct_a: tf.Tensor  # [K]
+  correct_b: tf.Tensor  # [K]
+  count: tf.Tensor  # [K]
+
+
+def teacher_accuracy_counts(self_logits_a: tf.Tensor, self_logits_b: tf.Tensor,
+                            labels: tf.Tensor, num_classes: int) -> TeacherAccuracyCounts:
+  """Per-class numbers of rows each self head classifies correctly (argmax), one batch."""
+  labels = tf.cast(labels, tf.int32)
+  hit = lambda logits: tf.cast(
+      tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+  return TeacherAccuracyCounts(
+      correct_a=tf.math.unsorted_segment_sum(hit(self_logits_a), labels, num_classes),
+      correct_b=tf.math.unsorted_segment_sum(hit(self_logits_b), labels, num_classes),
+      count=tf.math.unsorted_segment_sum(tf.ones_like(hit(self_logits_a)), labels,
+                                         num_classes))
 
 
 class ClassProbabilitySums(NamedTuple):

@@ -3,8 +3,11 @@
 Output directory (written through `program_io`: TFF program-state and release managers):
   config.json       the method and the configuration it applied (registry.applied_config)
   metrics.csv       one row per round (written atomically after every round)
-  per_class.csv     per-class accuracy of every inference path, one row per round and path
-  summary.json      configuration, final- and best-round values, the TFF runtime
+  per_class.csv     per-class accuracy of every inference path, one row per round and path;
+                    FedCMI adds teacher_<modality> (the global self heads' accuracy on the
+                    distilling clients' data) and temperature (their mean class temperatures)
+  summary.json      configuration, final-round, last-5-round mean and best-round values (best
+                    chosen on the validation split when there is one), the TFF runtime
   checkpoint.npz    program state after the last finished round: the round, the global
                     weights and the whole learning state (server optimiser included), for
                     --resume
@@ -248,6 +251,35 @@ def _train_metrics(train: dict) -> collections.OrderedDict:
   return out
 
 
+def _distillation_diagnostics(train: dict, modality_names) -> tuple:
+  """FedCMI's per-round diagnostics from the summed client metrics (empty for others).
+
+  Over the clients that distilled this round (multimodal, past the warm-up, class-wise
+  temperatures): the global model's self-head accuracy on their data per class (the
+  teacher's, in the direction its modality teaches) and their mean class temperatures.
+
+  Returns:
+    (columns, paths): scalar metrics.csv columns, and {per_class.csv path: [K] values}.
+  """
+  if 'teacher_class_count' not in train:
+    return collections.OrderedDict(), collections.OrderedDict()
+  count = np.asarray(train['teacher_class_count'], np.float64)
+  clients = float(train['temperature_clients'])
+  a, b = modality_names
+  columns, paths = collections.OrderedDict(), collections.OrderedDict()
+  for name, key in ((a, 'teacher_correct_a'), (b, 'teacher_correct_b')):
+    correct = np.asarray(train[key], np.float64)
+    columns[f'teacher_acc_{name}'] = (float(correct.sum() / count.sum()) if count.sum()
+                                      else float('nan'))
+    paths[f'teacher_{name}'] = np.where(count > 0, correct / np.maximum(count, 1.0), np.nan)
+  temperature = (np.asarray(train['class_temperature_sum'], np.float64) / clients if clients
+                 else np.full(count.shape, np.nan))
+  columns['min_class_temperature'] = float(np.min(temperature))
+  columns['max_class_temperature'] = float(np.max(temperature))
+  paths['temperature'] = temperature
+  return columns, paths
+
+
 def summarise(rows: list, columns: tuple, config_dict: dict) -> dict:
   """Final-round, last-rounds mean and best-round values of the report columns.
 
@@ -481,7 +513,12 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
                                                   data.class_names)
       row.update((VALIDATION_PREFIX + c, validation[c])
                  for c in summary_columns(data.modality_names))
-    row.update(_train_metrics(output.metrics['client_work']['train']))
+    train_metrics = output.metrics['client_work']['train']
+    row.update(_train_metrics(train_metrics))
+    diagnostics, diagnostic_paths = _distillation_diagnostics(train_metrics,
+                                                              data.modality_names)
+    row.update(diagnostics)
+    per_class.update(diagnostic_paths)
     totals = output.metrics['aggregator']['group_weight_totals']
     row[f'weight_{data.modality_names[0]}'] = float(totals[0])
     row[f'weight_{data.modality_names[1]}'] = float(totals[1])

@@ -113,6 +113,10 @@ TEMPERATURE_MODE = flags.DEFINE_string('temperature_mode', _O.temperature_mode.v
 DIRECTION_CONSISTENT = flags.DEFINE_bool(
     'direction_consistent_temperature', _O.direction_consistent_temperature,
     'Use the temperature table of the direction each batch distils in.')
+TEACHER_CONFIDENCE_THRESHOLD = flags.DEFINE_float(
+    'teacher_confidence_threshold', _O.teacher_confidence_threshold,
+    'BEYOND THE PAPER (FedCMI): distil only rows whose teacher gives the true class a '
+    'probability >= this value; 0 = every row, as the paper.')
 WARMUP_ROUNDS = flags.DEFINE_integer('warmup_rounds', _O.warmup_rounds,
                                      'Rounds before the infiltration loss starts.')
 PROXIMAL_STRENGTH = flags.DEFINE_float('proximal_strength', _O.proximal_strength,
@@ -229,6 +233,7 @@ _FIELD_FLAGS = {
     ('objective', 'temperature_mode'): (TEMPERATURE_MODE, _temperature_mode),
     ('objective', 'direction_consistent_temperature'): (DIRECTION_CONSISTENT, None),
     ('objective', 'warmup_rounds'): (WARMUP_ROUNDS, None),
+    ('objective', 'teacher_confidence_threshold'): (TEACHER_CONFIDENCE_THRESHOLD, None),
     ('objective', 'proximal_strength'): (PROXIMAL_STRENGTH, None),
     ('objective', 'modulation_strength'): (MODULATION_STRENGTH, None),
     ('objective', 'modulation_start_round'): (MODULATION_START_ROUND, None),
