@@ -25,7 +25,8 @@ _D = config_lib.ExperimentConfig()
 METHOD = flags.DEFINE_string(
     'method', _D.algorithm, 'What to train: an algorithm (' +
     ', '.join(method_registry.ALGORITHMS) + '), an ablation (fedcmi_no_infiltration, '
-    'fedcmi_constant_temperature, fedcmi_no_proximal, fedcmi_direction_consistent; beyond the paper: fedcmi_confident_teacher), '
+    'fedcmi_constant_temperature, fedcmi_no_proximal, fedcmi_direction_consistent; beyond '
+    'the paper: fedcmi_confident_teacher), '
     'unimodal_<modality> or centralised (algorithms/registry.py).')
 flags.DEFINE_alias('algorithm', 'method')
 DATASET = flags.DEFINE_string('dataset', _D.dataset, 'Dataset name (synthetic_av is embedded).')
