@@ -80,7 +80,11 @@ def test_outputs_and_same_seed_gives_identical_metrics(tmp_path, cache):
   assert summary['final_round'] == 3 and 1 <= summary['best_round'] <= 3
   assert summary['best']['acc_fused'] == max(float(r['acc_fused']) for r in rows_one)
   per_class = _read(tmp_path / 'one' / 'per_class.csv')
-  assert len(per_class) == 3 * 5 and set(per_class[0]) >= {'round', 'path', 'class_0'}
+  # Five inference paths, and FedCMI's three diagnostic rows, per round.
+  assert [r['path'] for r in per_class[:8]] == [
+      'fused', 'audio_path', 'visual_path', 'audio_zero', 'visual_zero', 'teacher_audio',
+      'teacher_visual', 'temperature']
+  assert len(per_class) == 3 * 8 and set(per_class[0]) >= {'round', 'path', 'class_0'}
   assert any(f.startswith('events.out.tfevents')
              for f in os.listdir(tmp_path / 'one' / 'tensorboard'))
   assert summary['selected_on'] == 'test' and summary['last_rounds'] == 3
