@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from fedcmi_tff.data import client_data
 from fedcmi_tff.data import modalities
+from fedcmi_tff.data import partition
 from fedcmi_tff.data import synthetic_av
 from fedcmi_tff.models import encoders
 from fedcmi_tff.models import fedcmi_model
@@ -123,7 +124,6 @@ def test_client_data_zero_fills_absent_modality_and_serialises():
 
 
 def test_validation_split_is_stratified_disjoint_seeded_and_carved_before_the_label_split():
-  from fedcmi_tff.data import partition
   labels = np.repeat(np.arange(3), [10, 20, 31])
   kept, held = partition.validation_split(labels, 0.2, seed=4)
   # round(0.2 * n_c) of every class: 2, 4 and 6 (31 * 0.2 = 6.2).

@@ -149,7 +149,6 @@ def test_method_names_cover_algorithms_ablations_unimodal_and_centralised():
 
 
 def test_distillation_diagnostics_hand_values():
-  from fedcmi_tff.programs import experiment
   train = {'teacher_correct_a': np.array([3.0, 0.0, 1.0]),
            'teacher_correct_b': np.array([1.0, 0.0, 0.0]),
            'teacher_class_count': np.array([4.0, 0.0, 2.0]),
