@@ -44,6 +44,11 @@ def build_confusion_fn(model):
   return run
 
 
+def per_class_accuracy(correct: np.ndarray, count: np.ndarray) -> np.ndarray:
+  """correct / count per class, NaN for classes with no example."""
+  return np.where(count > 0, correct / np.maximum(count, 1.0), np.nan)
+
+
 def accuracy_metrics(path_counts: dict, class_names) -> tuple:
   """Accuracies from per-path, per-class counts.
 
@@ -57,8 +62,7 @@ def accuracy_metrics(path_counts: dict, class_names) -> tuple:
   per_class = collections.OrderedDict()
   for path, (correct, count) in path_counts.items():
     metrics[f'acc_{path}'] = float(correct.sum() / max(count.sum(), 1.0))
-    present = count > 0
-    per_class[path] = np.where(present, correct / np.maximum(count, 1.0), np.nan)
+    per_class[path] = per_class_accuracy(correct, count)
   fused = per_class['fused']
   valid = fused[~np.isnan(fused)]
   metrics['acc_macro'] = float(valid.mean()) if valid.size else float('nan')

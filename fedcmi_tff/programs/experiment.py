@@ -271,7 +271,7 @@ def _distillation_diagnostics(train: dict, modality_names) -> tuple:
     correct = np.asarray(train[key], np.float64)
     columns[f'teacher_acc_{name}'] = (float(correct.sum() / count.sum()) if count.sum()
                                       else float('nan'))
-    paths[f'teacher_{name}'] = np.where(count > 0, correct / np.maximum(count, 1.0), np.nan)
+    paths[f'teacher_{name}'] = evaluation.per_class_accuracy(correct, count)
   temperature = (np.asarray(train['class_temperature_sum'], np.float64) / clients if clients
                  else np.full(count.shape, np.nan))
   columns['min_class_temperature'] = float(np.min(temperature))
