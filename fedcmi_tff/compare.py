@@ -91,7 +91,7 @@ def main(argv):
     table = comparison.mean_std_table(finals, columns)
     markdown = comparison.markdown_table(table, columns, labels)
     files.write_text(os.path.join(out_dir, 'comparison.csv'),
-                     finals.drop(columns=['alpha', 'ratio']).to_csv(index=False))
+                     finals.drop(columns=['dominant', 'alpha', 'ratio']).to_csv(index=False))
     files.write_text(os.path.join(out_dir, 'comparison.md'), markdown)
     print(f'\nFinal-round test accuracy (%), mean ± std over seeds {seeds}; '
           f'{base.federation.rounds} rounds, {base.dataset}; "own path" is the path each '

@@ -2,7 +2,13 @@
 
 Runs methods x dirichlet_alphas x multi_ratios x seeds (method names as in
 algorithms/registry.py; unimodal methods run once per alpha, centralised once), all
-other flags shared, then writes report.csv, report.md and figures to --output_dir.
+other flags shared, then writes report.csv, paired.csv, report.md and figures to
+--output_dir (95 % intervals over seeds, paired tests of FedCMI against each baseline,
+win / tie / loss).
+
+--synthetic_dominants repeats the grid for each dominant modality of the embedded data;
+--tuned trains each method with the values `python -m fedcmi_tff.tune` chose for its
+algorithm.  --num_shards / --shard_index split the cells over processes run at once.
 
 Resumable: a finished cell is detected from its summary.json and skipped without
 building anything, a half-finished cell continues from its checkpoint, and a cell
@@ -29,10 +35,37 @@ from fedcmi_tff.programs import grid_runner  # noqa: E402
 from fedcmi_tff.programs import outcomes  # noqa: E402
 from fedcmi_tff.programs import report  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
+from fedcmi_tff.programs import tuning  # noqa: E402
 
 _ALPHAS = flags.DEFINE_list('dirichlet_alphas', ['1.0'], 'Dirichlet alphas; inf = IID.')
 _RATIOS = flags.DEFINE_list('multi_ratios', ['0.5'], 'Shares of multimodal clients.')
+_DOMINANTS = flags.DEFINE_list(
+    'synthetic_dominants', [], 'synthetic_av: run the grid once per dominant modality listed '
+    '(folders dominant_<m>/...); empty = --synthetic_dominant only, no extra folder level.')
+_TUNED = flags.DEFINE_string('tuned', None, 'A tuned.json from python -m fedcmi_tff.tune: each '
+                             'method trains with its algorithm\'s chosen values.')
 flags.mark_flag_as_required('output_dir')
+
+
+def preamble(base, tuned) -> str:
+  """report.md's opening: the shared setting and, with --tuned, the values chosen."""
+  f = base.federation
+  text = (f'# Grid report\n\n{base.dataset}; {f.num_clients} clients, {f.clients_per_round} per '
+          f'round, {f.rounds} rounds, {base.training.local_epochs} local epochs; validation '
+          f'split {f.validation_fraction:g} of the training data.\n\n')
+  if tuned:
+    cell = tuned.get('cell', {})
+    text += (f'Hyper-parameters: each algorithm\'s choice among {tuned.get("budget")} trials '
+             f'(equal budget) at dirichlet_alpha = {cell.get("dirichlet_alpha")}, multi_ratio '
+             f'= {cell.get("multi_ratio")}, {cell.get("synthetic_dominant")} dominant, seeds '
+             f'{tuned.get("seeds")}, scored by {tuned.get("criterion")}:\n\n')
+    for algorithm, entry in tuned['algorithms'].items():
+      values = ', '.join(f'{k.split(".")[-1]} = {v:g}' for k, v in entry['values'].items())
+      text += f'- {algorithm}: {values}\n'
+    text += '\n'
+  else:
+    text += ('Hyper-parameters: the flags\' values for every method (no --tuned record).\n\n')
+  return text
 
 
 def main(argv):
@@ -49,7 +82,22 @@ def main(argv):
       raise ValueError('--methods, --dirichlet_alphas, --multi_ratios and --seeds must be '
                        'non-empty')
     out_dir = flag_config.OUTPUT_DIR.value
-    cells = grid_runner.grid_cells(base, flag_config.METHODS.value, alphas, ratios, seeds, names, out_dir)
+    dominants = _DOMINANTS.value or None
+    if dominants and base.dataset != 'synthetic_av':
+      raise ValueError('--synthetic_dominants applies to --dataset=synthetic_av only')
+    for d in dominants or []:
+      if d not in names:
+        raise ValueError(f'--synthetic_dominants: {d!r} is not a modality of {base.dataset} '
+                         f'({", ".join(names)})')
+    tuned = None
+    if _TUNED.value:
+      try:
+        tuned = tuning.load_tuned(_TUNED.value)
+      except OSError as e:
+        raise ValueError(f'--tuned: cannot read {_TUNED.value}: {e.strerror}') from None
+    cells = grid_runner.grid_cells(base, flag_config.METHODS.value, alphas, ratios, seeds,
+                                   names, out_dir, dominants=dominants, tuned=tuned)
+    shard = flag_config.shard()
     for cell in cells:
       cell['config'].validate(registry.DATASET_NAMES, method_registry.algorithm_names())
     flag_config.check_runtime_flags()
@@ -61,16 +109,18 @@ def main(argv):
 
   def body() -> int:
     started = time.time()
-    grid_runner.run_unfinished(cells, 'grid', 'cells',
-                               lambda: flag_config.configure_runtime('grid'),
-                               stop_requested=stops.requested)
+    if not grid_runner.run_unfinished(cells, 'grid', 'cells',
+                                      lambda: flag_config.configure_runtime('grid'),
+                                      stop_requested=stops.requested, shard=shard):
+      return 0
     finals, rounds, classes = report.load_runs(cells)
     # Figures show the cell of the base --dirichlet_alpha / --multi_ratio when the grid has
     # it.
     written = report.write_report(
         finals, rounds, classes, names, out_dir, files.write_text,
         figure_cell=(grid_runner.label(base.federation.dirichlet_alpha),
-                     grid_runner.label(base.federation.multi_ratio)))
+                     grid_runner.label(base.federation.multi_ratio)),
+        preamble=preamble(base, tuned))
     with open(os.path.join(out_dir, 'report.md')) as f:
       print('\n' + f.read())
     print(f'grid: report written: {", ".join(os.path.basename(p) for p in written)} '

@@ -48,6 +48,12 @@ METHODS = flags.DEFINE_list(
     'methods', ['fedcmi', 'fedavg'], 'grid and compare: method names (as --method; compare\'s '
     'default adds unimodal_visual, or the weak modality of the dataset).')
 SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'grid and compare: training seeds.')
+NUM_SHARDS = flags.DEFINE_integer(
+    'num_shards', 1, 'grid and tune: split the runs into this many shards, to run as that many '
+    'processes at once (each with its own --shard_index, same flags otherwise); the '
+    'report is written by whichever finishes last.')
+SHARD_INDEX = flags.DEFINE_integer('shard_index', 0, 'grid and tune: which shard this '
+                                   'process runs, in [0, --num_shards).')
 
 # Federation.
 _F = _D.federation
@@ -167,6 +173,14 @@ def check_runtime_flags() -> None:
   runtime_lib.check_runtime(RUNTIME.value, tuple(WORKERS.value), MAX_CONCURRENT_CLIENTS.value)
   if WORKER_TIMEOUT.value <= 0:
     raise ValueError(f'--worker_timeout must be > 0, got {WORKER_TIMEOUT.value}')
+
+
+def shard() -> tuple:
+  """(index, count) of --shard_index / --num_shards; raises ValueError if inconsistent."""
+  if NUM_SHARDS.value < 1 or not 0 <= SHARD_INDEX.value < NUM_SHARDS.value:
+    raise ValueError(f'--shard_index must be in [0, --num_shards) and --num_shards >= 1, got '
+                     f'{SHARD_INDEX.value} and {NUM_SHARDS.value}')
+  return SHARD_INDEX.value, NUM_SHARDS.value
 
 
 def configure_runtime(program: str) -> str:

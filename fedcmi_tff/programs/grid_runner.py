@@ -17,6 +17,7 @@ from typing import Callable
 
 from fedcmi_tff.algorithms import registry as method_registry
 from fedcmi_tff.programs import experiment
+from fedcmi_tff.programs import tuning
 
 
 def label(value: float) -> str:
@@ -28,32 +29,45 @@ def duration(seconds: float) -> str:
   return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
-def grid_cells(base, method_list, alphas, ratios, seeds, modality_names, out_dir) -> list:
+def grid_cells(base, method_list, alphas, ratios, seeds, modality_names, out_dir,
+               dominants=None, tuned: dict | None = None) -> list:
   """Every distinct run of the grid as a dict (method, algorithm, alpha, ratio, seed, dir,
   config), partition-free methods once per alpha (unimodal) or once (centralised).
+
+  `dominants` (synthetic_av only): run the grid once per dominant modality, in
+  <out_dir>/dominant_<d>/..., each cell then also carrying `dominant`; None: the base
+  configuration's dataset as it is, no extra folder level.  `tuned`: a loaded
+  tuned.json whose values each method's algorithm trains with (programs/tuning.py).
 
   Raises:
     ValueError: an unknown method name.
   """
   cells, seen = [], set()
-  for alpha in alphas:
-    for ratio in ratios:
-      for method in method_list:
-        for seed in seeds:
-          cell_alpha = ('any' if method_registry.ignores_label_split(method, modality_names)
-                        else label(alpha))
-          cell_ratio = ('any' if method_registry.ignores_multi_ratio(method, modality_names)
-                        else label(ratio))
-          run_dir = os.path.join(out_dir, f'alpha_{cell_alpha}', f'ratio_{cell_ratio}', method,
-                                 f'seed_{seed}')
-          if run_dir in seen:
-            continue
-          seen.add(run_dir)
-          config = dataclasses.replace(base, federation=dataclasses.replace(
-              base.federation, dirichlet_alpha=alpha, multi_ratio=ratio, seed=seed))
-          config = method_registry.method_config(method, config, modality_names)
-          cells.append(dict(method=method, algorithm=config.algorithm, alpha=cell_alpha,
-                            ratio=cell_ratio, seed=seed, dir=run_dir, config=config))
+  for dominant in (dominants or [None]):
+    top = out_dir if dominant is None else os.path.join(out_dir, f'dominant_{dominant}')
+    start = base if dominant is None else dataclasses.replace(base, synthetic_dominant=dominant)
+    # Seeds outermost: a grid stopped part-way has whole seeds of every cell.
+    for seed in seeds:
+      for alpha in alphas:
+        for ratio in ratios:
+          for method in method_list:
+            cell_alpha = ('any' if method_registry.ignores_label_split(method, modality_names)
+                          else label(alpha))
+            cell_ratio = ('any' if method_registry.ignores_multi_ratio(method, modality_names)
+                          else label(ratio))
+            run_dir = os.path.join(top, f'alpha_{cell_alpha}', f'ratio_{cell_ratio}', method,
+                                   f'seed_{seed}')
+            if run_dir in seen:
+              continue
+            seen.add(run_dir)
+            config = dataclasses.replace(start, federation=dataclasses.replace(
+                start.federation, dirichlet_alpha=alpha, multi_ratio=ratio, seed=seed))
+            config = tuning.tuned_config(config, method, modality_names, tuned)
+            cell = dict(method=method, algorithm=config.algorithm, alpha=cell_alpha,
+                        ratio=cell_ratio, seed=seed, dir=run_dir, config=config)
+            if dominant is not None:
+              cell['dominant'] = dominant
+            cells.append(cell)
   return cells
 
 
@@ -81,34 +95,48 @@ def run_cells(cells: list, todo: list, program: str, log: Callable[[str], None],
     experiment.run_experiment(cell['config'], cell['dir'], resume=True, process_cache=cache,
                               log=run_log, method=cell['method'],
                               stop_requested=stop_requested)
-    done = len(cells) - len(todo) + i + 1
     per_cell = (time.time() - started) / (i + 1)
-    log(f'{program}: {done}/{len(cells)} cells done: {cell["method"]} alpha={cell["alpha"]} '
-        f'ratio={cell["ratio"]} seed={cell["seed"]} in {duration(time.time() - cell_start)}; '
-        f'{duration(time.time() - started)} elapsed, about '
-        f'{duration(per_cell * (len(todo) - i - 1))} left')
+    where = ''.join(f' {k}={cell[k]}' for k in ('dominant', 'trial') if k in cell)
+    log(f'{program}: {i + 1}/{len(todo)} cells done: {cell["method"]}{where} '
+        f'alpha={cell["alpha"]} ratio={cell["ratio"]} seed={cell["seed"]} in '
+        f'{duration(time.time() - cell_start)}; {duration(time.time() - started)} elapsed, '
+        f'about {duration(per_cell * (len(todo) - i - 1))} left')
     reason = stop_requested() if stop_requested else None
     if reason and i + 1 < len(todo):
       raise experiment.Interrupted(
-          f'stopped after {done} of {len(cells)} cells ({reason}); run the same command '
-          'again to continue', reason)
+          f'stopped after {i + 1} of the {len(todo)} cells to run ({reason}); run the same '
+          'command again to continue', reason)
 
 
 def run_unfinished(cells: list, program: str, noun: str, configure_runtime: Callable[[], str],
                    stop_requested: Callable[[], str | None] | None = None,
-                   run_log: Callable[[str], None] = lambda line: None) -> None:
-  """Runs the cells without a finished run, after saying how many there are.
+                   run_log: Callable[[str], None] = lambda line: None,
+                   shard: tuple = (0, 1)) -> bool:
+  """Runs this shard's cells without a finished run, after saying how many there are.
 
   `configure_runtime()` installs the TFF context (only when something is left to run) and
   returns its description; `noun` names the cells in the progress line ('cells', 'runs').
+  `shard` = (index, count): only cells whose position in `cells` is index modulo count
+  run here, so `count` processes with the same cells share the work.
+
+  Returns:
+    Whether every cell (of every shard) has finished.
 
   Raises:
     as `unfinished` and `run_cells`.
   """
+  index, count = shard
   todo = unfinished(cells)
+  mine = [c for i, c in enumerate(cells) if i % count == index and any(c is t for t in todo)]
+  where = f' (shard {index} of {count}: {len(mine)} of them)' if count > 1 else ''
   print(f'{program}: {len(cells)} {noun}, {len(cells) - len(todo)} already finished, '
-        f'{len(todo)} to run', flush=True)
-  if todo:
+        f'{len(todo)} to run{where}', flush=True)
+  if mine:
     print(f'{program}: TFF runtime: {configure_runtime()}', flush=True)
-  run_cells(cells, todo, program, lambda line: print(line, flush=True), run_log=run_log,
+  run_cells(cells, mine, program, lambda line: print(line, flush=True), run_log=run_log,
             stop_requested=stop_requested)
+  left = len(unfinished(cells)) if count > 1 else len(todo) - len(mine)
+  if left:
+    print(f'{program}: {left} {noun} of other shards not finished yet; the report is '
+          'written by the process that finishes the last one', flush=True)
+  return left == 0

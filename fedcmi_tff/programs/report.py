@@ -1,7 +1,10 @@
 """The grid's report: tables (CSV, Markdown) and figures (PNG) from finished runs.
 
-Reads each run's summary.json, metrics.csv and per_class.csv; everything is a
-mean ± standard deviation over seeds.
+Reads each run's summary.json, metrics.csv and per_class.csv.  Every cell's table gives
+each method's final-round and last-rounds-mean test accuracy as mean ± the 95 % t-interval
+over seeds; FedCMI (and its variants) are set against each baseline by paired t-tests over
+seeds, counted as win / tie / loss over cells, and the cells where FedCMI loses are named;
+FedAvg's flattening shows whether the runs have converged (programs/statistics.py).
 """
 
 from __future__ import annotations
@@ -18,37 +21,49 @@ import pandas as pd  # noqa: E402
 
 from fedcmi_tff import files  # noqa: E402
 from fedcmi_tff.programs import comparison  # noqa: E402
+from fedcmi_tff.programs import statistics  # noqa: E402
+
+
+_KEYS = ('dominant', 'method', 'alpha', 'ratio', 'seed')
+# Runs written before summary.json recorded last_rounds_mean: the same rule, 5 rounds.
+_OLD_RUNS_LAST_ROUNDS = 5
 
 
 def load_runs(cells: list) -> tuple:
   """(final-round frame, per-round frame, per-class frame) of the finished cells.
 
+  Every frame has the keys dominant ('' for a grid without a dominant-modality axis),
+  method, alpha, ratio and seed.  The final frame also holds `last_<column>`: the mean of
+  the run's last rounds (summary.json `last_rounds_mean`).
+
   Args:
-    cells: dicts with keys method, algorithm, alpha, ratio, seed, dir.
+    cells: dicts with keys method, algorithm, alpha, ratio, seed, dir (and dominant).
   """
   finals, rounds, classes = [], [], []
   for cell in cells:
     with open(os.path.join(cell['dir'], 'summary.json')) as f:
       summary = json.load(f)
     names = summary['modality_names']
-    keys = {k: cell[k] for k in ('method', 'alpha', 'ratio', 'seed')}
-    final = dict(keys, **summary['final'])
-    for m in names:
-      final[f'acc_{m}_own'] = summary['final'][
-          comparison.unimodal_path_column(cell['algorithm'], m)]
-    finals.append(final)
+    keys = {k: cell.get(k, '') for k in _KEYS}
     per_round = pd.read_csv(os.path.join(cell['dir'], 'metrics.csv'))
+    last = summary.get('last_rounds_mean') or per_round.tail(_OLD_RUNS_LAST_ROUNDS).mean(
+        numeric_only=True).to_dict()
+    final = dict(keys, **summary['final'])
+    final.update({f'last_{k}': v for k, v in last.items()})
     for m in names:
-      per_round[f'acc_{m}_own'] = per_round[
-          comparison.unimodal_path_column(cell['algorithm'], m)]
+      own = comparison.unimodal_path_column(cell['algorithm'], m)
+      final[f'acc_{m}_own'] = summary['final'][own]
+      final[f'last_acc_{m}_own'] = last[own]
+      per_round[f'acc_{m}_own'] = per_round[own]
+    finals.append(final)
     for k, v in keys.items():
       per_round[k] = v
     rounds.append(per_round)
     per_class = pd.read_csv(os.path.join(cell['dir'], 'per_class.csv'))
-    last = per_class[per_class['round'] == per_class['round'].max()]
+    last_class = per_class[per_class['round'] == per_class['round'].max()]
     for k, v in keys.items():
-      last = last.assign(**{k: v})
-    classes.append(last)
+      last_class = last_class.assign(**{k: v})
+    classes.append(last_class)
   return pd.DataFrame(finals), pd.concat(rounds), pd.concat(classes)
 
 
@@ -78,74 +93,237 @@ def weak_modality(finals: pd.DataFrame, modality_names) -> str:
   return a if means[a] < means[b] else b
 
 
-def where_fedcmi_loses(table: pd.DataFrame, columns, labels) -> str:
-  """One line naming every baseline whose mean beats FedCMI's, per column."""
-  if 'fedcmi' not in table.index:
+def is_partition_free(method: str) -> bool:
+  return method.startswith('unimodal_') or method == 'centralised'
+
+
+def _cell_title(dominant, alpha, ratio) -> str:
+  lead = f'{dominant} dominant, ' if dominant else ''
+  return f'{lead}dirichlet_alpha = {alpha}, multi_ratio = {ratio}'
+
+
+def _weak(dominant: str, finals: pd.DataFrame, modality_names) -> str:
+  if dominant:
+    return [m for m in modality_names if m != dominant][0]
+  return weak_modality(finals, modality_names)
+
+
+def _interval_cell(values) -> str:
+  mean, half = statistics.t_interval(values)
+  return f'{100 * mean:.1f}' + ('' if np.isnan(half) else f' ± {100 * half:.1f}')
+
+
+def cell_table(rows: pd.DataFrame, columns, labels) -> tuple:
+  """(Markdown, flat records) of one cell: per method, final and last-rounds mean ± 95 % CI."""
+  header = ['method', 'seeds'] + [labels[c] for c in columns]
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  records = []
+  for method, group in rows.groupby('method', sort=False):
+    cells = [method, str(len(group))]
+    record = dict(method=method, seeds=len(group))
+    for c in columns:
+      cells.append(f'{_interval_cell(group[c])} ({_interval_cell(group["last_" + c])})')
+      for prefix in ('', 'last_'):
+        mean, half = statistics.t_interval(group[prefix + c])
+        record[f'{prefix}{c}_mean'], record[f'{prefix}{c}_ci95'] = mean, half
+    lines.append('| ' + ' | '.join(cells) + ' |')
+    records.append(record)
+  return '\n'.join(lines) + '\n', records
+
+
+def candidate_pairs(methods) -> list:
+  """(ours, baseline) pairs: FedCMI (and each FedCMI variant) against every other
+  multimodal method; variants are also set against FedCMI itself, not each other."""
+  ours = [m for m in methods if m.startswith('fedcmi')]
+  pairs = []
+  for c in ours:
+    for o in methods:
+      if o == c or is_partition_free(o):
+        continue
+      if o.startswith('fedcmi') and c != 'fedcmi' and o != 'fedcmi':
+        continue
+      if o.startswith('fedcmi') and c == 'fedcmi':
+        continue  # variant vs fedcmi is listed once, as (variant, fedcmi)
+      pairs.append((c, o))
+  return pairs
+
+
+def paired_differences(finals: pd.DataFrame, modality_names) -> pd.DataFrame:
+  """Every (cell, ours, baseline, metric, statistic) paired test over the shared seeds.
+
+  Metrics: fused accuracy and the weak modality's own path; statistics: the final round
+  and the mean of the last rounds.
+  """
+  records = []
+  multimodal = finals[~finals['method'].map(is_partition_free)]
+  for (dominant, alpha, ratio), rows in multimodal.groupby(['dominant', 'alpha', 'ratio'],
+                                                          sort=False):
+    weak = _weak(dominant, finals, modality_names)
+    by_method = {m: g.set_index('seed') for m, g in rows.groupby('method', sort=False)}
+    for ours, theirs in candidate_pairs(list(by_method)):
+      seeds = sorted(set(by_method[ours].index) & set(by_method[theirs].index))
+      if not seeds:
+        continue
+      for metric, column in (('fused', 'acc_fused'), (f'{weak} own path', f'acc_{weak}_own')):
+        for statistic, prefix in (('final', ''), ('last-rounds mean', 'last_')):
+          d = statistics.paired_difference(by_method[ours].loc[seeds, prefix + column],
+                                           by_method[theirs].loc[seeds, prefix + column])
+          records.append(dict(dominant=dominant, alpha=alpha, ratio=ratio, ours=ours,
+                              baseline=theirs, metric=metric.replace(weak, 'weak'),
+                              weak=weak, statistic=statistic, difference=d.mean,
+                              ci95=d.half_width, p_value=d.p_value, seeds=d.seeds,
+                              outcome=d.outcome))
+  return pd.DataFrame.from_records(records)
+
+
+def win_tie_loss(paired: pd.DataFrame) -> str:
+  """Markdown: per (ours, baseline), wins / ties / losses over cells, per metric and statistic."""
+  if paired.empty:
+    return 'No paired comparison (FedCMI and a baseline over shared seeds) in this grid.\n'
+  keys = [('fused', 'final'), ('fused', 'last-rounds mean'), ('weak own path', 'final'),
+          ('weak own path', 'last-rounds mean')]
+  header = ['ours', 'baseline', 'cells'] + [f'{m}, {s}' for m, s in keys]
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for (ours, base), group in paired.groupby(['ours', 'baseline'], sort=False):
+    cells = [ours, base]
+    counts = []
+    for metric, statistic in keys:
+      sel = group[(group['metric'] == metric) & (group['statistic'] == statistic)]
+      n = sel['outcome'].value_counts()
+      counts.append(f'{n.get("win", 0)} / {n.get("tie", 0)} / {n.get("loss", 0)}')
+    cells.append(str(len(group) // len(keys)))
+    lines.append('| ' + ' | '.join(cells + counts) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def where_fedcmi_loses(paired: pd.DataFrame) -> str:
+  """Plain sentences naming every cell where FedCMI is significantly worse (last-rounds
+  mean), with the difference and its interval."""
+  if paired.empty:
     return ''
-  parts = []
-  for c in columns:
-    ours = table.loc['fedcmi', f'{c}_mean']
-    better = [f'{m} (+{100 * (row[f"{c}_mean"] - ours):.1f})' for m, row in table.iterrows()
-              if m != 'fedcmi' and row[f'{c}_mean'] > ours]
-    parts.append(f'{labels[c]}: {", ".join(better) if better else "none"}')
-  return 'Methods with a higher mean than FedCMI — ' + '; '.join(parts) + '.\n'
+  sel = paired[(paired['ours'] == 'fedcmi') & (paired['statistic'] == 'last-rounds mean') &
+               (paired['outcome'] == 'loss')]
+  if sel.empty:
+    return ('FedCMI is not significantly worse than any baseline in any cell (last-rounds '
+            'mean, paired t-test at p < 0.05).\n')
+  lines = ['FedCMI is significantly worse (last-rounds mean, paired t-test at p < 0.05) in:\n']
+  for _, r in sel.iterrows():
+    metric = f'{r["weak"]} own path' if r['metric'] == 'weak own path' else r['metric']
+    lines.append(f'- {_cell_title(r["dominant"], r["alpha"], r["ratio"])}: {metric} vs '
+                 f'{r["baseline"]}: {100 * r["difference"]:+.1f} ± {100 * r["ci95"]:.1f} points '
+                 f'(p = {r["p_value"]:.3f}, {r["seeds"]} seeds)')
+  return '\n'.join(lines) + '\n'
+
+
+def flattening_table(rounds: pd.DataFrame, method: str = 'fedavg') -> tuple:
+  """(Markdown, frame) of `method`'s validation (else test) fused-accuracy change over the
+  last rounds, per cell, mean curve over seeds; the criterion is statistics.is_flat."""
+  column = 'val_acc_fused' if 'val_acc_fused' in rounds.columns else 'acc_fused'
+  rows = rounds[rounds['method'] == method]
+  records = []
+  for (dominant, alpha, ratio), group in rows.groupby(['dominant', 'alpha', 'ratio'], sort=False):
+    curve = group.groupby('round')[column].mean()
+    change = statistics.flattening(curve.values)
+    records.append(dict(dominant=dominant, alpha=alpha, ratio=ratio, rounds=len(curve),
+                        change=change, flat=statistics.is_flat(change)))
+  frame = pd.DataFrame.from_records(records)
+  if frame.empty:
+    return f'No {method} runs: flattening not checked.\n', frame
+  w, tol = statistics.FLAT_WINDOW, statistics.FLAT_TOLERANCE
+  lines = [f'{method}\'s {"validation" if column.startswith("val_") else "test"} fused accuracy '
+           f'(mean over seeds): mean of the last {w} rounds minus the mean of the {w} before; '
+           f'flat when within {100 * tol:.0f} point.  {int(frame["flat"].sum())} of '
+           f'{len(frame)} cells flat.\n',
+           '| cell | rounds | change (points) | flat |', '|---|---|---|---|']
+  for _, r in frame.iterrows():
+    lines.append(f'| {_cell_title(r["dominant"], r["alpha"], r["ratio"])} | {r["rounds"]} | '
+                 + (f'{100 * r["change"]:+.2f} | {"yes" if r["flat"] else "**no**"} |'
+                    if not np.isnan(r['change']) else f'n/a | no (fewer than {2 * w} rounds) |'))
+  return '\n'.join(lines) + '\n', frame
 
 
 def write_report(finals: pd.DataFrame, rounds: pd.DataFrame, classes: pd.DataFrame,
-                 modality_names, out_dir: str, write, figure_cell: tuple | None = None) -> list:
-  """Writes report.csv, report.md and the figures; returns the written paths.
+                 modality_names, out_dir: str, write, figure_cell: tuple | None = None,
+                 preamble: str = '') -> list:
+  """Writes report.csv, paired.csv, report.md and the figures; returns the written paths.
 
   `write(path, text)` writes a text file atomically.  Partition-free methods
   (unimodal, centralised) are shown in every (alpha, ratio) table.  The per-round
   and per-class figures show `figure_cell` = (alpha label, ratio label) when the
-  grid has it, else its first cell.
+  grid has it (of the first dominant modality), else its first cell.  `preamble`
+  (Markdown) opens report.md: the setting, the tuned values.
   """
   columns, labels = report_columns(modality_names)
   written = []
-  partition_free = finals[(finals['ratio'] == 'any')]
+  partition_free = finals[finals['ratio'] == 'any']
   sections, tables = [], []
-  cells = finals[finals['ratio'] != 'any'][['alpha', 'ratio']].drop_duplicates()
+  cells = finals[finals['ratio'] != 'any'][['dominant', 'alpha', 'ratio']].drop_duplicates()
   for _, cell in cells.iterrows():
-    rows = finals[(finals['alpha'] == cell['alpha']) & (finals['ratio'] == cell['ratio'])]
-    refs = partition_free[(partition_free['alpha'] == cell['alpha']) |
-                          (partition_free['alpha'] == 'any')]
-    table = comparison.mean_std_table(pd.concat([rows, refs]), columns)
-    flat = table.reset_index().assign(alpha=cell['alpha'], ratio=cell['ratio'])
-    tables.append(flat)
-    sections.append(f'### dirichlet_alpha = {cell["alpha"]}, multi_ratio = {cell["ratio"]}\n\n'
-                    + comparison.markdown_table(table, columns, labels) + '\n'
-                    + where_fedcmi_loses(table, columns, labels))
+    rows = finals[(finals['dominant'] == cell['dominant']) & (finals['alpha'] == cell['alpha'])
+                  & (finals['ratio'] == cell['ratio'])]
+    refs = partition_free[(partition_free['dominant'] == cell['dominant']) &
+                          ((partition_free['alpha'] == cell['alpha']) |
+                           (partition_free['alpha'] == 'any'))]
+    markdown, records = cell_table(pd.concat([rows, refs]), columns, labels)
+    tables.append(pd.DataFrame.from_records(records).assign(
+        dominant=cell['dominant'], alpha=cell['alpha'], ratio=cell['ratio']))
+    sections.append(f'### {_cell_title(cell["dominant"], cell["alpha"], cell["ratio"])}\n\n'
+                    + markdown)
   if tables:
     path = os.path.join(out_dir, 'report.csv')
     write(path, pd.concat(tables).to_csv(index=False))
     written.append(path)
+  paired = paired_differences(finals, modality_names)
+  if not paired.empty:
+    path = os.path.join(out_dir, 'paired.csv')
+    write(path, paired.to_csv(index=False))
+    written.append(path)
+  flat_text, _ = flattening_table(rounds)
+  seeds = sorted(finals['seed'].unique())
   path = os.path.join(out_dir, 'report.md')
-  write(path, 'Final-round test accuracy (%), mean ± std over seeds. "Own path": the inference '
+  write(path, preamble +
+        f'Test accuracy (%) over seeds {", ".join(str(s) for s in seeds)}: each entry is the '
+        'final round, then in brackets the mean of the last rounds, each as mean ± the '
+        'half-width of the 95 % Student-t interval over seeds.  "Own path": the inference '
         'path a method trains for unimodal clients (FedCMI: infiltration-filled; others: '
-        'zero-filled).\n\n' + '\n'.join(sections))
+        'zero-filled).  Best rounds are never chosen on the test split.\n\n'
+        '## Has training converged?\n\n' + flat_text +
+        '\n## FedCMI against each baseline: win / tie / loss over cells\n\n'
+        'Paired over seeds (same partition, initialisation and sampling); win or loss when '
+        'the paired t-test gives p < 0.05, else tie.  Differences per cell: paired.csv.\n\n'
+        + win_tie_loss(paired) + '\n## Where FedCMI loses\n\n' + where_fedcmi_loses(paired)
+        + '\n## Every cell\n\n' + '\n'.join(sections))
   written.append(path)
   if len(cells):
-    chosen = (cells.iloc[0]['alpha'], cells.iloc[0]['ratio'])
-    if figure_cell is not None and any(
-        (a, r) == tuple(figure_cell) for a, r in zip(cells['alpha'], cells['ratio'])):
-      chosen = tuple(figure_cell)
-    written += _figures(rounds, classes, finals, chosen[0], chosen[1], columns, labels,
-                        modality_names, out_dir)
+    first = cells.iloc[0]
+    chosen = (first['dominant'], first['alpha'], first['ratio'])
+    if figure_cell is not None:
+      for d, a, r in zip(cells['dominant'], cells['alpha'], cells['ratio']):
+        if (a, r) == tuple(figure_cell) and d == first['dominant']:
+          chosen = (d, a, r)
+          break
+    written += _figures(rounds, classes, finals, chosen, columns, labels, modality_names,
+                        out_dir)
+    written += _diagnostics_figure(rounds, paired, modality_names, out_dir)
   return written
 
 
-def _cell_rows(frame, alpha, ratio):
+def _cell_rows(frame, dominant, alpha, ratio):
+  frame = frame[frame['dominant'] == dominant]
   return frame[((frame['alpha'] == alpha) & (frame['ratio'] == ratio)) |
                ((frame['ratio'] == 'any') & ((frame['alpha'] == alpha) |
                                              (frame['alpha'] == 'any')))]
 
 
-def _figures(rounds, classes, finals, alpha, ratio, columns, labels, modality_names, out_dir):
+def _figures(rounds, classes, finals, cell, columns, labels, modality_names, out_dir):
+  del columns
+  dominant, alpha, ratio = cell
+  title = _cell_title(dominant, alpha, ratio)
   paths = []
-  weak = weak_modality(finals, modality_names)
-  dominant = [m for m in modality_names if m != weak][0]
+  weak = _weak(dominant, finals, modality_names)
+  strong = [m for m in modality_names if m != weak][0]
   weak_column = f'acc_{weak}_own'
-  cell_rounds = _cell_rows(rounds, alpha, ratio)
+  cell_rounds = _cell_rows(rounds, dominant, alpha, ratio)
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
   for method, group in cell_rounds.groupby('method', sort=False):
     mean = group.groupby('round')[['acc_fused', weak_column]].mean()
@@ -158,14 +336,14 @@ def _figures(rounds, classes, finals, alpha, ratio, columns, labels, modality_na
     ax.set_ylabel('test accuracy')
     ax.grid(alpha=0.3)
   axes[1].legend(fontsize=7)
-  fig.suptitle(f'accuracy per round (mean over seeds), alpha={alpha}, multi_ratio={ratio}')
+  fig.suptitle(f'accuracy per round (mean over seeds), {title}')
   fig.tight_layout()
   paths.append(_save(fig, os.path.join(out_dir, 'fig_accuracy_per_round.png')))
 
-  cell_classes = _cell_rows(classes, alpha, ratio)
+  cell_classes = _cell_rows(classes, dominant, alpha, ratio)
   fused = cell_classes[cell_classes['path'] == 'fused']
   class_columns = [c for c in fused.columns
-                   if c not in ('round', 'path', 'method', 'alpha', 'ratio', 'seed')]
+                   if c not in ('round', 'path') + _KEYS]
   means = fused.groupby('method', sort=False)[class_columns].mean()
   fig, ax = plt.subplots(figsize=(11, 4))
   width = 0.8 / max(len(means), 1)
@@ -175,23 +353,69 @@ def _figures(rounds, classes, finals, alpha, ratio, columns, labels, modality_na
   ax.set_xticks(x + 0.4 - width / 2)
   ax.set_xticklabels(class_columns)
   ax.set_ylabel('final-round accuracy (fused)')
-  ax.set_title(f'per-class accuracy, alpha={alpha}, multi_ratio={ratio}')
+  ax.set_title(f'per-class accuracy, {title}')
   ax.legend(fontsize=7, ncol=3)
   fig.tight_layout()
   paths.append(_save(fig, os.path.join(out_dir, 'fig_per_class.png')))
 
-  a_col, b_col = f'acc_{dominant}_own', f'acc_{weak}_own'
-  gaps = finals.assign(gap=finals[a_col] - finals[b_col])
+  a_col, b_col = f'acc_{strong}_own', f'acc_{weak}_own'
+  gaps = finals[finals['dominant'] == dominant]
+  gaps = gaps.assign(gap=gaps[a_col] - gaps[b_col])
   gaps = gaps[~gaps['method'].str.startswith('unimodal_')]
   table = gaps.groupby(['method', 'ratio'], sort=False)['gap'].mean().unstack('ratio')
   fig, ax = plt.subplots(figsize=(11, 4))
   table.plot.bar(ax=ax)
   ax.axhline(0, color='black', linewidth=0.8)
   ax.set_ylabel(f'{labels[a_col]} - {labels[b_col]}')
-  ax.set_title('gap between the modalities\' own-path accuracies (mean over seeds and alphas)')
+  lead = f'{dominant} dominant, ' if dominant else ''
+  ax.set_title(f'gap between the modalities\' own-path accuracies ({lead}mean over seeds '
+               'and alphas)')
   fig.tight_layout()
   paths.append(_save(fig, os.path.join(out_dir, 'fig_modality_gap.png')))
   return paths
+
+
+# FedCMI's per-round diagnostics (metrics.csv) and how each is drawn.
+def _diagnostic_series(modality_names):
+  a, b = modality_names
+  return [(f'teacher_acc_{a}', f'teacher ({a} self head) accuracy on distilling clients'),
+          (f'teacher_acc_{b}', f'teacher ({b} self head) accuracy on distilling clients'),
+          ('a_teaches_fraction', f'share of distilling batches where {a} teaches'),
+          ('min_class_temperature', 'smallest class temperature'),
+          ('max_class_temperature', 'largest class temperature'),
+          ('distillation_loss', 'distillation loss')]
+
+
+def _diagnostics_figure(rounds, paired, modality_names, out_dir) -> list:
+  """FedCMI's diagnostics per round in the cell where it does worst and where it does
+  best against FedAvg (weak own path, last-rounds mean); nothing without such pairs."""
+  if paired.empty:
+    return []
+  sel = paired[(paired['ours'] == 'fedcmi') & (paired['baseline'] == 'fedavg') &
+               (paired['metric'] == 'weak own path') &
+               (paired['statistic'] == 'last-rounds mean')]
+  if sel.empty or 'teacher_acc_' + modality_names[0] not in rounds.columns:
+    return []
+  worst, best = sel.loc[sel['difference'].idxmin()], sel.loc[sel['difference'].idxmax()]
+  series = _diagnostic_series(modality_names)
+  fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharex=True)
+  for row, tag in ((worst, 'worst'), (best, 'best')):
+    runs = rounds[(rounds['method'] == 'fedcmi') & (rounds['dominant'] == row['dominant']) &
+                  (rounds['alpha'] == row['alpha']) & (rounds['ratio'] == row['ratio'])]
+    mean = runs.groupby('round')[[c for c, _ in series]].mean()
+    label = (f'{tag}: {_cell_title(row["dominant"], row["alpha"], row["ratio"])} '
+             f'({100 * row["difference"]:+.1f} vs FedAvg)')
+    for ax, (column, title) in zip(axes.flat, series):
+      ax.plot(mean.index, mean[column], label=label)
+      ax.set_title(title, fontsize=9)
+      ax.grid(alpha=0.3)
+  for ax in axes[1]:
+    ax.set_xlabel('round')
+  axes[0][0].legend(fontsize=7)
+  fig.suptitle('FedCMI diagnostics per round (mean over seeds): the cells of its largest loss '
+               'and largest gain against FedAvg on the weak own path')
+  fig.tight_layout()
+  return [_save(fig, os.path.join(out_dir, 'fig_fedcmi_diagnostics.png'))]
 
 
 def _save(fig, path):
