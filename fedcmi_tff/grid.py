@@ -42,6 +42,9 @@ _RATIOS = flags.DEFINE_list('multi_ratios', ['0.5'], 'Shares of multimodal clien
 _DOMINANTS = flags.DEFINE_list(
     'synthetic_dominants', [], 'synthetic_av: run the grid once per dominant modality listed '
     '(folders dominant_<m>/...); empty = --synthetic_dominant only, no extra folder level.')
+_REPORT_DIR = flags.DEFINE_string(
+    'report_dir', None, 'Where the report and figures go (default --output_dir); lets a second '
+    'grid share the runs of a first (same --output_dir) without replacing its report.')
 _TUNED = flags.DEFINE_string('tuned', None, 'A tuned.json from python -m fedcmi_tff.tune: each '
                              'method trains with its algorithm\'s chosen values.')
 flags.mark_flag_as_required('output_dir')
@@ -82,6 +85,7 @@ def main(argv):
       raise ValueError('--methods, --dirichlet_alphas, --multi_ratios and --seeds must be '
                        'non-empty')
     out_dir = flag_config.OUTPUT_DIR.value
+    report_dir = _REPORT_DIR.value or out_dir
     dominants = _DOMINANTS.value or None
     if dominants and base.dataset != 'synthetic_av':
       raise ValueError('--synthetic_dominants applies to --dataset=synthetic_av only')
@@ -114,14 +118,15 @@ def main(argv):
                                       stop_requested=stops.requested, shard=shard):
       return 0
     finals, rounds, classes = report.load_runs(cells)
+    os.makedirs(report_dir, exist_ok=True)
     # Figures show the cell of the base --dirichlet_alpha / --multi_ratio when the grid has
     # it.
     written = report.write_report(
-        finals, rounds, classes, names, out_dir, files.write_text,
+        finals, rounds, classes, names, report_dir, files.write_text,
         figure_cell=(grid_runner.label(base.federation.dirichlet_alpha),
                      grid_runner.label(base.federation.multi_ratio)),
         preamble=preamble(base, tuned))
-    with open(os.path.join(out_dir, 'report.md')) as f:
+    with open(os.path.join(report_dir, 'report.md')) as f:
       print('\n' + f.read())
     print(f'grid: report written: {", ".join(os.path.basename(p) for p in written)} '
           f'({grid_runner.duration(time.time() - started)})')

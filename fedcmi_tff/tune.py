@@ -1,4 +1,6 @@
-"""Equal-budget tuning on the validation split: `python -m fedcmi_tff.tune --flagfile=configs/tune.flags`.
+"""Equal-budget tuning on the validation split.
+
+Run: `python -m fedcmi_tff.tune --flagfile=configs/tune.flags`.
 
 Gives each algorithm of --methods the same number of trials (--tuning_budget) over its
 own hyper-parameters (programs/tuning.py SEARCH_SPACES: the learning rate for all;

@@ -76,8 +76,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 _MODULE_SECONDS = {
     'test_inprocess.py': 120, 'test_train_program.py': 110, 'test_real_datasets.py': 90,
     'test_faults.py': 80, 'test_client_update.py': 65, 'test_processes.py': 55,
-    'test_grid.py': 50, 'test_gpu_check.py': 21, 'test_toy_method.py': 19,
-    'test_augment.py': 15, 'test_tfds_builders.py': 15, 'test_runtime.py': 13,
+    'test_tuning.py': 60, 'test_grid.py': 50, 'test_gpu_check.py': 21,
+    'test_toy_method.py': 19, 'test_augment.py': 15, 'test_tfds_builders.py': 15,
+    'test_runtime.py': 13,
 }
 
 

@@ -151,14 +151,16 @@ def test_tune_scores_trials_on_validation_only_and_grid_trains_with_the_choice(
   with flagsaver.flagsaver():
     flags.FLAGS(['grid', f'--output_dir={tmp_path / "g"}', '--methods=fedavg', '--seeds=0',
                  '--dirichlet_alphas=1.0', '--multi_ratios=0.5', '--synthetic_dominants=visual',
-                 f'--tuned={out / "tuned.json"}'] + _TINY)
+                 f'--tuned={out / "tuned.json"}', f'--report_dir={tmp_path / "g" / "r"}']
+                + _TINY)
     assert grid.main(['grid']) == 0
   summary = json.loads((tmp_path / 'g' / 'dominant_visual' / 'alpha_1' / 'ratio_0.5' / 'fedavg'
                         / 'seed_0' / 'summary.json').read_text())
   assert summary['config']['training']['learning_rate'] == chosen
   assert summary['config']['training']['min_learning_rate'] == pytest.approx(chosen / 10)
   assert summary['config']['synthetic_dominant'] == 'visual'
-  report = (tmp_path / 'g' / 'report.md').read_text()
+  assert not (tmp_path / 'g' / 'report.md').exists()
+  report = (tmp_path / 'g' / 'r' / 'report.md').read_text()
   assert f'fedavg: learning_rate = {chosen:g}' in report
   assert '### visual dominant, dirichlet_alpha = 1, multi_ratio = 0.5' in report
 
