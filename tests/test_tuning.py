@@ -34,13 +34,23 @@ def test_every_algorithm_gets_the_same_budget_starting_from_the_base_values():
       for name, (lo, hi) in space.items():
         assert lo <= values[name] <= hi * (1 + 1e-3), (algorithm, name, values[name])
     assert len({json.dumps(t, sort_keys=True) for t in trials}) == 6
+  # Every algorithm tries the same learning rates; the other values differ per algorithm.
+  rates = {a: [t[tuning.LEARNING_RATE] for t in tuning.trials(a, base, 6, 0)]
+           for a in tuning.SEARCH_SPACES}
+  assert all(r == rates['fedavg'] for r in rates.values())
+  assert ([t['objective.proximal_strength'] for t in tuning.trials('fedprox', base, 6, 0)[1:]]
+          != [t['objective.proximal_strength'] for t in tuning.trials('fedcmi', base, 6, 0)[1:]])
   fedcmi = tuning.trials('fedcmi', base, 6, 0)
   assert fedcmi[0] == {'training.learning_rate': 0.03, 'objective.distillation_weight': 2.0,
                        'objective.proximal_strength': 0.01}
-  # Seeded by the sampler seed and the algorithm's own name: reproducible, and a longer
-  # budget extends the same draws.
-  assert tuning.trials('fedcmi', base, 4, 0) == fedcmi[:4]
+  # Seeded: reproducible, and another sampler seed draws other values.
+  assert tuning.trials('fedcmi', base, 6, 0) == fedcmi
   assert tuning.trials('fedcmi', base, 6, 1) != fedcmi
+  # Stratified: each of the 5 draws of every value lies in its own fifth of the log range.
+  for name, (lo, hi) in tuning.SEARCH_SPACES['fedcmi'].items():
+    strata = sorted(int(5 * (math.log(t[name]) - math.log(lo)) / (math.log(hi) - math.log(lo)))
+                    for t in fedcmi[1:])
+    assert strata == [0, 1, 2, 3, 4], name
   with pytest.raises(ValueError, match='no search space'):
     tuning.trials('fedsgd', base, 3, 0)
   with pytest.raises(ValueError, match='>= 1 trial'):
@@ -48,8 +58,8 @@ def test_every_algorithm_gets_the_same_budget_starting_from_the_base_values():
 
 
 def test_draws_are_log_uniform_over_the_range():
-  # 2000 draws of a log-uniform lr in [0.01, 0.1]: the median of log10 is -1.5 and a
-  # quarter of the draws falls in each quarter of the log range.
+  # 2000 stratified draws of a log-uniform lr in [0.01, 0.1]: the median of log10 is -1.5
+  # and a quarter of the draws falls in each quarter of the log range.
   many = tuning.trials('fedavg', _base(), 2001, 3)[1:]
   logs = sorted(math.log10(t[tuning.LEARNING_RATE]) for t in many)
   assert logs[1000] == pytest.approx(-1.5, abs=0.05)

@@ -2,9 +2,11 @@
 
 Every algorithm gets the same number of trials (`budget`) over its own search space
 (`SEARCH_SPACES`): trial 0 is the base configuration's values (the preset), trials
-1..budget-1 are drawn log-uniformly from the space's ranges by a generator seeded with
-the sampler seed and the algorithm's name, so adding an algorithm changes no other
-algorithm's trials.  A trial's score is the mean over the tuning seeds of its validation
+1..budget-1 are drawn log-uniformly from the space's ranges, stratified (one draw in each
+1/(budget-1) of every range's log scale, in a random order per value: a Latin hypercube).  The learning rates come from
+a generator seeded with the sampler seed alone, so every algorithm tries the same learning
+rates (the hyper-parameter all share); the algorithm's own values from one seeded also with
+its name, so adding an algorithm changes no other algorithm's trials.  A trial's score is the mean over the tuning seeds of its validation
 fused accuracy averaged over the last rounds (`summary.json`'s `last_rounds_mean`); the
 test split plays no part.  The chosen values are recorded per algorithm (`tuned.json`)
 and applied by `tuned_config` to every method built on that algorithm (an ablation of
@@ -102,12 +104,25 @@ def trials(algorithm: str, base: config_lib.ExperimentConfig, budget: int,
   if budget < 1:
     raise ValueError(f'the tuning budget must be >= 1 trial, got {budget}')
   space = search_space(algorithm)
-  rng = np.random.default_rng([sampler_seed, zlib.crc32(algorithm.encode())])
-  out = [{name: _get(base, name) for name in space}]
-  for _ in range(budget - 1):
-    out.append({name: _significant(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-                for name, (lo, hi) in space.items()})
-  return out
+  # The learning rates come from a stream shared by every algorithm, so all of them try the
+  # same learning rates; their own values from a stream of their own.
+  shared = np.random.default_rng([sampler_seed])
+  own = np.random.default_rng([sampler_seed, zlib.crc32(algorithm.encode())])
+  draws = budget - 1
+  columns = {}
+  for name, (lo, hi) in space.items():
+    u = _stratified(draws, shared if name == LEARNING_RATE else own)
+    columns[name] = [_significant(math.exp(math.log(lo) + x * (math.log(hi) - math.log(lo))))
+                     for x in u]
+  return [{name: _get(base, name) for name in space}] + [
+      {name: columns[name][k] for name in space} for k in range(draws)]
+
+
+def _stratified(n: int, rng: np.random.Generator) -> np.ndarray:
+  """n points in [0, 1), one uniform draw in each of n equal strata, in random order (a
+  Latin hypercube when each dimension has its own order): no two trials of a budget crowd
+  one end of a range."""
+  return (rng.permutation(n) + rng.uniform(size=n)) / n
 
 
 def choose(scores: list) -> int:
