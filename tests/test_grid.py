@@ -72,7 +72,7 @@ def test_grid_skips_finished_cells_and_resumes_unfinished_ones(tmp_path, capfd):
   assert 'grid: 2 cells, 0 already finished, 2 to run' in first
   assert 'grid: 2/2 cells done' in first
   for name in ('report.md', 'report.csv', 'fig_accuracy_per_round.png', 'fig_per_class.png',
-               'fig_modality_gap.png'):
+               'fig_modality_gap.png', 'fig_flattening.png'):
     assert (out / name).exists(), name
   metrics = out / 'alpha_1' / 'ratio_0.5' / 'fedavg' / 'seed_0' / 'metrics.csv'
   stamp = os.stat(metrics).st_mtime_ns

@@ -305,6 +305,7 @@ def write_report(finals: pd.DataFrame, rounds: pd.DataFrame, classes: pd.DataFra
     written += _figures(rounds, classes, finals, chosen, columns, labels, modality_names,
                         out_dir)
     written += _diagnostics_figure(rounds, paired, modality_names, out_dir)
+    written += _flattening_figure(rounds, out_dir)
   return written
 
 
@@ -399,7 +400,7 @@ def _diagnostics_figure(rounds, paired, modality_names, out_dir) -> list:
   worst, best = sel.loc[sel['difference'].idxmin()], sel.loc[sel['difference'].idxmax()]
   series = _diagnostic_series(modality_names)
   fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharex=True)
-  for row, tag in ((worst, 'worst'), (best, 'best')):
+  for row, tag in ((worst, 'lowest'), (best, 'highest')):
     runs = rounds[(rounds['method'] == 'fedcmi') & (rounds['dominant'] == row['dominant']) &
                   (rounds['alpha'] == row['alpha']) & (rounds['ratio'] == row['ratio'])]
     mean = runs.groupby('round')[[c for c, _ in series]].mean()
@@ -411,11 +412,37 @@ def _diagnostics_figure(rounds, paired, modality_names, out_dir) -> list:
       ax.grid(alpha=0.3)
   for ax in axes[1]:
     ax.set_xlabel('round')
-  axes[0][0].legend(fontsize=7)
-  fig.suptitle('FedCMI diagnostics per round (mean over seeds): the cells of its largest loss '
-               'and largest gain against FedAvg on the weak own path')
-  fig.tight_layout()
+  handles, names = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, names, loc='lower center', ncol=2, fontsize=8)
+  fig.suptitle('FedCMI diagnostics per round (mean over seeds): the cells of its lowest and '
+               'highest difference from FedAvg on the weak own path (last-rounds mean)')
+  fig.tight_layout(rect=(0, 0.06, 1, 1))
   return [_save(fig, os.path.join(out_dir, 'fig_fedcmi_diagnostics.png'))]
+
+
+def _flattening_figure(rounds, out_dir, method: str = 'fedavg') -> list:
+  """`method`'s validation (else test) fused accuracy per round, mean over seeds, one line per
+  cell, with the two windows the flattening criterion compares shaded."""
+  column = 'val_acc_fused' if 'val_acc_fused' in rounds.columns else 'acc_fused'
+  rows = rounds[rounds['method'] == method]
+  if rows.empty:
+    return []
+  fig, ax = plt.subplots(figsize=(11, 4.5))
+  last = int(rows['round'].max())
+  w = statistics.FLAT_WINDOW
+  ax.axvspan(last - 2 * w + 0.5, last - w + 0.5, color='grey', alpha=0.12)
+  ax.axvspan(last - w + 0.5, last + 0.5, color='grey', alpha=0.25)
+  for (dominant, alpha, ratio), group in rows.groupby(['dominant', 'alpha', 'ratio'], sort=False):
+    curve = group.groupby('round')[column].mean()
+    ax.plot(curve.index, curve.values, label=_cell_title(dominant, alpha, ratio), linewidth=1)
+  ax.set_xlabel('round')
+  ax.set_ylabel(('validation' if column.startswith('val_') else 'test') + ' fused accuracy')
+  ax.set_title(f'{method} per cell (mean over seeds); shaded: the two {w}-round windows the '
+               'flattening check compares')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=6, ncol=2)
+  fig.tight_layout()
+  return [_save(fig, os.path.join(out_dir, 'fig_flattening.png'))]
 
 
 def _save(fig, path):
