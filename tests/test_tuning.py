@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 
 import pytest
 from absl import flags
@@ -11,6 +12,7 @@ from absl.testing import flagsaver
 from fedcmi_tff import config as config_lib
 from fedcmi_tff import grid
 from fedcmi_tff import tune
+from fedcmi_tff.programs import flag_config
 from fedcmi_tff.programs import grid_runner
 from fedcmi_tff.programs import tuning
 
@@ -198,3 +200,52 @@ def test_grid_cells_with_dominants_have_a_folder_level_each():
   assert cells[2]['dir'] == '/out/dominant_visual/alpha_1/ratio_0.5/fedavg/seed_0'
   assert cells[2]['config'] == dataclasses.replace(
       base, algorithm='fedavg', synthetic_dominant='visual')
+
+
+def _parse(program, flagfile):
+  flags.FLAGS([program, f'--flagfile={flagfile}'])
+  return flag_config
+
+
+def test_converged_presets_describe_the_documented_runs(monkeypatch):
+  """configs/tune.flags, converged.flags and ablations_converged.flags parse, cover what the
+  docs say, and the ablation grid reuses the comparison grid's runs (same folders, same
+  configurations)."""
+  monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  tuned = {'algorithms': {'fedcmi': {'values': {'training.learning_rate': 0.05,
+                                                 'objective.distillation_weight': 0.7,
+                                                 'objective.proximal_strength': 0.02}}}}
+  with flagsaver.flagsaver():
+    fc = _parse('tune', 'configs/tune.flags')
+    base = fc.base_config()
+    assert (base.federation.num_clients, base.federation.clients_per_round,
+            base.federation.rounds, base.federation.validation_fraction,
+            base.federation.dirichlet_alpha, base.federation.multi_ratio) == (
+                20, 10, 100, 0.2, 0.3, 0.5)
+    trials = tune.trial_cells(base, fc.METHODS.value, flags.FLAGS.tuning_budget,
+                              flags.FLAGS.sampler_seed, [int(s) for s in fc.SEEDS.value], 'x')
+    assert len(trials) == 5 * 6 and {c['seed'] for c in trials} == {100}
+
+  def cells(flagfile):
+    with flagsaver.flagsaver():
+      fc = _parse('grid', flagfile)
+      assert flags.FLAGS.tuned == 'runs/tune/tuned.json'
+      return grid_runner.grid_cells(
+          fc.base_config(), fc.METHODS.value, [float(a) for a in flags.FLAGS.dirichlet_alphas],
+          [float(r) for r in flags.FLAGS.multi_ratios], [int(s) for s in fc.SEEDS.value],
+          NAMES, fc.OUTPUT_DIR.value, dominants=flags.FLAGS.synthetic_dominants,
+          tuned=tuned), flags.FLAGS.report_dir
+
+  grid_cells, grid_report = cells('configs/converged.flags')
+  # 2 dominant modalities x 4 alphas x 3 ratios x 6 methods x 5 seeds.
+  assert len(grid_cells) == 2 * 4 * 3 * 6 * 5 and grid_report is None
+  assert {c['config'].federation.rounds for c in grid_cells} == {100}
+  ablation_cells, ablation_report = cells('configs/ablations_converged.flags')
+  assert len(ablation_cells) == 7 * 5 and ablation_report == 'runs/converged/ablations'
+  by_dir = {c['dir']: c['config'] for c in grid_cells}
+  shared = [c for c in ablation_cells if c['dir'] in by_dir]
+  assert {c['method'] for c in shared} == {'fedcmi', 'fedcmi_confident_teacher', 'fedavg'}
+  assert all(by_dir[c['dir']] == c['config'] for c in shared)
+  no_proximal = [c for c in ablation_cells if c['method'] == 'fedcmi_no_proximal'][0]['config']
+  assert (no_proximal.training.learning_rate, no_proximal.objective.distillation_weight,
+          no_proximal.objective.proximal_strength) == (0.05, 0.7, 0.0)
