@@ -4,8 +4,8 @@ A one-cell grid: each of --methods (algorithms/registry.py's names; default fedc
 and the weak modality alone, e.g. unimodal_visual) for each of --seeds at the --dirichlet_alpha and --multi_ratio of the
 flags, with identical data, partition, model and evaluation.  Runs go to the grid's
 folders, <output_dir>/alpha_<a>/ratio_<r>/<method>/seed_<s>/ (as train.py writes them);
-comparison.csv holds one row per run and comparison.md the mean ± std over seeds, which
-is also printed.  Finished runs are reused and unfinished ones resumed; a run whose
+comparison.csv holds one row per run and comparison.md the mean ± 95 % t-interval over
+seeds with FedCMI's paired differences from each other method, which is also printed.  Finished runs are reused and unfinished ones resumed; a run whose
 configuration differs stops the program rather than being overwritten.
 """
 
@@ -23,7 +23,6 @@ from absl import flags  # noqa: E402
 from fedcmi_tff import files  # noqa: E402
 from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
-from fedcmi_tff.programs import comparison  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import grid_runner  # noqa: E402
 from fedcmi_tff.programs import outcomes  # noqa: E402
@@ -88,16 +87,18 @@ def main(argv):
                                run_log=lambda line: print('  ' + line, flush=True))
     finals, _, _ = report.load_runs(cells)
     columns, labels = comparison_columns(names)
-    table = comparison.mean_std_table(finals, columns)
-    markdown = comparison.markdown_table(table, columns, labels)
+    markdown, _ = report.cell_table(finals, columns, labels, last_rounds=False)
+    paired = report.paired_lines(report.paired_differences(finals, names))
     files.write_text(os.path.join(out_dir, 'comparison.csv'),
                      finals.drop(columns=['dominant', 'alpha', 'ratio']).to_csv(index=False))
-    files.write_text(os.path.join(out_dir, 'comparison.md'), markdown)
-    print(f'\nFinal-round test accuracy (%), mean ± std over seeds {seeds}; '
-          f'{base.federation.rounds} rounds, {base.dataset}; "own path" is the path each '
-          'method trains for unimodal clients (FedCMI: infiltration-filled, others: '
-          'zero-filled).')
+    files.write_text(os.path.join(out_dir, 'comparison.md'), markdown + '\n' + paired)
+    print(f'\nFinal-round test accuracy (%) over seeds {seeds}, mean ± the half-width of the '
+          f'95 % t-interval; {base.federation.rounds} rounds, {base.dataset}; "own path" is '
+          'the path each method trains for unimodal clients (FedCMI: infiltration-filled, '
+          'others: zero-filled).  Differences are paired over seeds (t-test; win or loss when '
+          'p < 0.05, else tie).')
     print(markdown)
+    print(paired)
     print(f'compare: {len(cells)} runs in {time.time() - started:.0f}s; results in {out_dir}')
     return 0
 

@@ -135,3 +135,13 @@ def test_flattening_table_reads_fedavg_validation_curves():
   assert frame['change'].iloc[0] == pytest.approx(0.05)
   assert not frame['flat'].iloc[0]
   assert '0 of 1 cells flat' in text and '+5.00 | **no**' in text
+
+
+def test_paired_lines_summarise_one_cell_for_compare():
+  finals = _finals({'0.1': [-0.051, -0.049, -0.050], '1': [0.0, 0.0, 0.0]}, -0.01)
+  paired = report.paired_differences(finals[finals['alpha'] == '0.1'], NAMES)
+  lines = report.paired_lines(paired).splitlines()
+  assert lines[0] == ('- fedcmi − fedavg, paired over 3 seeds: fused -5.0 ± 0.2 (p = 0.000, loss); '
+                      'visual own path -5.0 ± 0.2 (p = 0.000, loss)')
+  assert lines[1].startswith('- fedcmi − fedprox, paired over 3 seeds: fused -4.0 ± 0.2')
+  assert report.paired_lines(paired.iloc[0:0]) == ''

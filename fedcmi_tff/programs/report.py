@@ -113,8 +113,9 @@ def _interval_cell(values) -> str:
   return f'{100 * mean:.1f}' + ('' if np.isnan(half) else f' ± {100 * half:.1f}')
 
 
-def cell_table(rows: pd.DataFrame, columns, labels) -> tuple:
-  """(Markdown, flat records) of one cell: per method, final and last-rounds mean ± 95 % CI."""
+def cell_table(rows: pd.DataFrame, columns, labels, last_rounds: bool = True) -> tuple:
+  """(Markdown, flat records) of one cell: per method, the final round and (`last_rounds`)
+  in brackets the last-rounds mean, each as mean ± the 95 % t-interval half-width."""
   header = ['method', 'seeds'] + [labels[c] for c in columns]
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   records = []
@@ -122,7 +123,8 @@ def cell_table(rows: pd.DataFrame, columns, labels) -> tuple:
     cells = [method, str(len(group))]
     record = dict(method=method, seeds=len(group))
     for c in columns:
-      cells.append(f'{_interval_cell(group[c])} ({_interval_cell(group["last_" + c])})')
+      cells.append(_interval_cell(group[c]) +
+                   (f' ({_interval_cell(group["last_" + c])})' if last_rounds else ''))
       for prefix in ('', 'last_'):
         mean, half = statistics.t_interval(group[prefix + c])
         record[f'{prefix}{c}_mean'], record[f'{prefix}{c}_ci95'] = mean, half
@@ -174,6 +176,24 @@ def paired_differences(finals: pd.DataFrame, modality_names) -> pd.DataFrame:
                               ci95=d.half_width, p_value=d.p_value, seeds=d.seeds,
                               outcome=d.outcome))
   return pd.DataFrame.from_records(records)
+
+
+def paired_lines(paired: pd.DataFrame, statistic: str = 'final') -> str:
+  """One line per (ours, baseline): the paired differences of the fused accuracy and the
+  weak own path with their 95 % intervals, p-values and outcomes."""
+  if paired.empty:
+    return ''
+  lines = []
+  sel = paired[paired['statistic'] == statistic]
+  for (ours, base), group in sel.groupby(['ours', 'baseline'], sort=False):
+    parts = []
+    for _, r in group.iterrows():
+      metric = f'{r["weak"]} own path' if r['metric'] == 'weak own path' else r['metric']
+      parts.append(f'{metric} {100 * r["difference"]:+.1f} ± {100 * r["ci95"]:.1f} '
+                   f'(p = {r["p_value"]:.3f}, {r["outcome"]})')
+    lines.append(f'- {ours} − {base}, paired over {group["seeds"].iloc[0]} seeds: '
+                 + '; '.join(parts))
+  return '\n'.join(lines) + ('\n' if lines else '')
 
 
 def win_tie_loss(paired: pd.DataFrame) -> str:
