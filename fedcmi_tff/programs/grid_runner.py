@@ -127,7 +127,8 @@ def run_unfinished(cells: list, program: str, noun: str, configure_runtime: Call
   """
   index, count = shard
   todo = unfinished(cells)
-  mine = [c for i, c in enumerate(cells) if i % count == index and any(c is t for t in todo)]
+  todo_ids = {id(c) for c in todo}
+  mine = [c for i, c in enumerate(cells) if i % count == index and id(c) in todo_ids]
   where = f' (shard {index} of {count}: {len(mine)} of them)' if count > 1 else ''
   print(f'{program}: {len(cells)} {noun}, {len(cells) - len(todo)} already finished, '
         f'{len(todo)} to run{where}', flush=True)

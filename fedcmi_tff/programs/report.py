@@ -142,10 +142,9 @@ def candidate_pairs(methods) -> list:
     for o in methods:
       if o == c or is_partition_free(o):
         continue
-      if o.startswith('fedcmi') and c != 'fedcmi' and o != 'fedcmi':
+      # Of the FedCMI family, only (variant, 'fedcmi') is a pair.
+      if o.startswith('fedcmi') and (c == 'fedcmi' or o != 'fedcmi'):
         continue
-      if o.startswith('fedcmi') and c == 'fedcmi':
-        continue  # variant vs fedcmi is listed once, as (variant, fedcmi)
       pairs.append((c, o))
   return pairs
 
@@ -235,14 +234,21 @@ def where_fedcmi_loses(paired: pd.DataFrame) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def flattening_curves(rounds: pd.DataFrame, method: str = 'fedavg') -> tuple:
+  """(column, {(dominant, alpha, ratio): mean curve over seeds}) of `method`'s validation
+  fused accuracy per round (test, when the runs have no validation split)."""
+  column = 'val_acc_fused' if 'val_acc_fused' in rounds.columns else 'acc_fused'
+  rows = rounds[rounds['method'] == method]
+  return column, {cell: group.groupby('round')[column].mean() for cell, group in
+                  rows.groupby(['dominant', 'alpha', 'ratio'], sort=False)}
+
+
 def flattening_table(rounds: pd.DataFrame, method: str = 'fedavg') -> tuple:
   """(Markdown, frame) of `method`'s validation (else test) fused-accuracy change over the
   last rounds, per cell, mean curve over seeds; the criterion is statistics.is_flat."""
-  column = 'val_acc_fused' if 'val_acc_fused' in rounds.columns else 'acc_fused'
-  rows = rounds[rounds['method'] == method]
+  column, curves = flattening_curves(rounds, method)
   records = []
-  for (dominant, alpha, ratio), group in rows.groupby(['dominant', 'alpha', 'ratio'], sort=False):
-    curve = group.groupby('round')[column].mean()
+  for (dominant, alpha, ratio), curve in curves.items():
     change = statistics.flattening(curve.values)
     records.append(dict(dominant=dominant, alpha=alpha, ratio=ratio, rounds=len(curve),
                         change=change, flat=statistics.is_flat(change)))
@@ -443,17 +449,15 @@ def _diagnostics_figure(rounds, paired, modality_names, out_dir) -> list:
 def _flattening_figure(rounds, out_dir, method: str = 'fedavg') -> list:
   """`method`'s validation (else test) fused accuracy per round, mean over seeds, one line per
   cell, with the two windows the flattening criterion compares shaded."""
-  column = 'val_acc_fused' if 'val_acc_fused' in rounds.columns else 'acc_fused'
-  rows = rounds[rounds['method'] == method]
-  if rows.empty:
+  column, curves = flattening_curves(rounds, method)
+  if not curves:
     return []
   fig, ax = plt.subplots(figsize=(11, 4.5))
-  last = int(rows['round'].max())
+  last = max(int(curve.index.max()) for curve in curves.values())
   w = statistics.FLAT_WINDOW
   ax.axvspan(last - 2 * w + 0.5, last - w + 0.5, color='grey', alpha=0.12)
   ax.axvspan(last - w + 0.5, last + 0.5, color='grey', alpha=0.25)
-  for (dominant, alpha, ratio), group in rows.groupby(['dominant', 'alpha', 'ratio'], sort=False):
-    curve = group.groupby('round')[column].mean()
+  for (dominant, alpha, ratio), curve in curves.items():
     ax.plot(curve.index, curve.values, label=_cell_title(dominant, alpha, ratio), linewidth=1)
   ax.set_xlabel('round')
   ax.set_ylabel(('validation' if column.startswith('val_') else 'test') + ' fused accuracy')
