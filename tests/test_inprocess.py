@@ -12,6 +12,7 @@ each accuracy within one test example, losses and temperatures within a relative
 sampled ids are equal.
 """
 
+import collections
 import csv
 import dataclasses
 import os
@@ -26,6 +27,7 @@ from fedcmi_tff import config as config_lib
 from fedcmi_tff.backends import inprocess
 from fedcmi_tff.backends import tensorflow_sessions
 from fedcmi_tff.data import modalities
+from fedcmi_tff.learning import aggregators
 from fedcmi_tff.learning import processes
 from fedcmi_tff.preparation import crema_d
 from fedcmi_tff.programs import experiment
@@ -250,3 +252,113 @@ def test_tensorflow_computations_and_state_initialisation_run_in_process():
     np.testing.assert_array_equal(initial_state(), [4.0, 5.0])
     with pytest.raises(TypeError, match='does not fit'):
       add({'a': 1.5, 'b': [3, 4, 5]})
+
+
+# -- Secure sums ---------------------------------------------------------------------------
+
+_SECAGG_MAX = 2**32 - 1  # SecureSumFactory quantises a float to an integer in [0, 2**32 - 1]
+
+
+def _quantisation_bound(num_clients, upper, lower):
+  """How far SecureSumFactory's sum of floats may lie from the exact sum of clipped values.
+
+  Each client rounds (v - lower) * s, s = (2**32 - 1) / (upper - lower), to an integer
+  (tensorflow_federated/python/aggregators/primitives.py); the integers are summed
+  exactly and the server divides by s: at most half a step, 0.5 / s, per client.
+  """
+  return num_clients * 0.5 * (upper - lower) / _SECAGG_MAX
+
+
+def test_secure_sums_are_the_sums_tffs_own_runtime_computes():
+  """Secure sums of 3 clients, in process and in TFF's test runtime (whose compiler puts
+  insecure bodies in place of the secure intrinsics), against the exact sums.
+
+  SecureSumFactory(4.0, -2.0) on a float32[3]: within 3 * 0.5 * 6 / (2**32 - 1) ~= 2.1e-9
+  of the sum of the clipped values, plus the float32 rounding of the result (2**-24
+  relative); SecureSumFactory(50, 0) on an int32 (clipped to [0, 50]), its clipped counts
+  and SecureModularSumFactory(10): exactly.
+  """
+  element = collections.OrderedDict(x=tff.TensorType(np.float32, [3]), n=np.int32)
+  vector_sum = tff.aggregators.SecureSumFactory(4.0, -2.0).create(element['x'])
+  int_sum = tff.aggregators.SecureSumFactory(50, 0).create(tff.TensorType(np.int32))
+  modular_sum = tff.aggregators.SecureModularSumFactory(10).create(tff.TensorType(np.int32))
+
+  @tff.tensorflow.computation(tff.SequenceType(element))
+  def last_element(dataset):
+    return dataset.reduce(collections.OrderedDict(x=tf.zeros([3]), n=tf.constant(0)),
+                          lambda _, e: e)
+
+  @tff.federated_computation(tff.FederatedType(np.int32, tff.SERVER),
+                             tff.FederatedType(tff.SequenceType(element), tff.CLIENTS))
+  def secure_round(state, data):
+    value = tff.federated_map(last_element, data)
+    vector = vector_sum.next(vector_sum.initialize(), value.x)
+    count = int_sum.next(int_sum.initialize(), value.n)
+    modular = modular_sum.next(modular_sum.initialize(), value.n)
+    return state, tff.federated_zip(collections.OrderedDict(
+        vector=vector.result, vector_clipped=vector.measurements, n=count.result,
+        n_mod=modular.result))
+
+  x = np.array([[1.0, -1.5, 3.25], [0.5, 5.0, -2.5], [3.9, 0.1, -0.7]], np.float32)
+  n = np.array([7, 45, -3], np.int32)
+  clients = [tf.data.Dataset.from_tensors(collections.OrderedDict(x=x[i], n=n[i]))
+             for i in range(3)]
+  with tff.framework.get_context_stack().install(inprocess.InProcessContext(devices=[])):
+    state, inp = secure_round(5, clients)
+    _, empty = secure_round(5, [])
+  with tff.framework.get_context_stack().install(
+      tff.backends.test.create_sync_test_cpp_execution_context()):
+    _, reference = secure_round(5, clients)
+  runtime.stop_worker_processes()
+
+  assert state == 5
+  exact = np.clip(x, -2.0, 4.0).astype(np.float64).sum(axis=0)
+  bound = _quantisation_bound(3, 4.0, -2.0) + np.abs(exact) * 2.0**-24
+  for sums in (inp, reference):
+    assert np.all(np.abs(sums['vector'] - exact) <= bound), (sums['vector'], exact)
+    assert sums['vector_clipped']['secure_upper_clipped_count'] == 1  # 5.0 > 4.0
+    assert sums['vector_clipped']['secure_lower_clipped_count'] == 1  # -2.5 < -2.0
+    assert sums['n'] == 7 + 45 + 0  # -3 clipped to 0
+    assert sums['n_mod'] == np.sum(n) % 10
+  np.testing.assert_array_equal(inp['vector'], reference['vector'])
+  # No client: every sum is 0.
+  np.testing.assert_array_equal(empty['vector'], np.zeros(3, np.float32))
+  assert empty['n'] == empty['n_mod'] == 0
+
+
+def _one_round(process):
+  with tff.framework.get_context_stack().install(inprocess.InProcessContext(devices=[])):
+    state = process.initialize()
+    tf.keras.utils.set_random_seed(0)
+    weights = tff.learning.models.ModelWeights(*tiny.weights_of(tiny.model_fn()))
+    output = process.next(process.set_model_weights(state, weights), _clients())
+    return output, process.get_model_weights(output.state)
+
+
+def test_the_secure_group_mean_agrees_with_the_plain_one():
+  """FedAvg's round with secure sums (values within +-64, group weights in [0, 12], the
+  largest client's example count) against the same round with plain sums.
+
+  Quantisation moves the value sums by at most 4 * 0.5 * 128 / (2**32 - 1) ~= 6e-8 and
+  the weight totals (tens of examples) by at most 4 * 0.5 * 12 / (2**32 - 1) ~= 6e-9: the means by
+  less than 1e-8 for the tiny model's updates; float32 rounding of the sums (relative
+  ~1e-7 in both runs) dominates, so the new weights agree to 1e-6.
+  """
+  element_spec = tiny.dataset(4).element_spec
+  training = config_lib.LocalTrainingConfig(batch_size=4, local_epochs=1)
+  secure = aggregators.GroupMeanFactory(
+      processes.variable_groups_of(tiny.model_fn),
+      value_sum_factory=tff.aggregators.SecureSumFactory(64.0, -64.0),
+      weight_sum_factory=tff.aggregators.SecureSumFactory(12.0, 0.0))
+  plain_output, plain = _one_round(processes.build_fedavg(tiny.model_fn, element_spec,
+                                                          training=training))
+  secure_output, weights = _one_round(processes.build_fedavg(
+      tiny.model_fn, element_spec, training=training, aggregator=secure))
+  measurements = secure_output.metrics['aggregator']
+  for sums in (measurements['value_sum'], measurements['weight_sum']):
+    assert sums['secure_upper_clipped_count'] == sums['secure_lower_clipped_count'] == 0
+  np.testing.assert_allclose(measurements['group_weight_totals'],
+                             plain_output.metrics['aggregator']['group_weight_totals'],
+                             rtol=0, atol=1e-6)
+  for a, b in zip(tf.nest.flatten(weights), tf.nest.flatten(plain)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

@@ -7,10 +7,11 @@ also compiles a round of a learning process (`process.next`) into a
 MapReduce-like systems that run nothing but TensorFlow:
 
   prepare(server_state) -> client_input           once per round
-  work(client_data, client_input) -> update       once per sampled client
+  work(client_data, client_input) -> (update, secure summands)
+                                                  once per sampled client
   zero() -> A;  accumulate(A, update) -> A        the updates, folded in client order
   report(A) -> R
-  update(server_state, R) -> (new_state, metrics)
+  update(server_state, (R, secure sums)) -> (new_state, metrics)
 
 `InProcessContext` is such a system.  Installed as TFF's default context, it
 compiles each computation it is asked to run once (`process.next` to its
@@ -26,11 +27,23 @@ Semantics: TFF compiled the form, so this context only sequences its parts.  The
 aggregation is the same left fold from `zero` in client order that TFF's C++
 runtime performs for `federated_aggregate` (and `federated_sum`, which it
 desugars to one), so the two runtimes agree on CPU to float rounding
-(tests/test_inprocess.py).  Secure-aggregation intrinsics are not supported
-(their parts of the form must be empty).  Computations that are neither
-TensorFlow computations, nor no-argument computations returning server state,
-nor compatible with MapReduceForm are refused with an error naming the runtime
-that runs them.
+(tests/test_inprocess.py).
+
+Secure sums (`federated_secure_sum_bitwidth`, `federated_secure_sum`,
+`federated_secure_modular_sum`; e.g. `tff.aggregators.SecureSumFactory`) are
+simulated: this process sees every client's summands and adds them up, and only
+the sums enter `update`, which is all a secure-aggregation protocol would reveal
+to the server.  The sums are the ones TFF's own runtime computes (its
+`backends/test/compiler.py` replaces the intrinsics with insecure bodies): a
+bitwidth-b or max-input-m sum is the plain sum of client values that must lie in
+[0, 2**b - 1] (b <= 62) or [0, m], a modular sum is the sum modulo the modulus.
+They are exact integer sums (int64 with an overflow check; Python ints for
+modular sums), and a value outside its range or a sum that does not fit the
+summands' dtype is an error rather than TFF's silent wrap-around.
+
+Computations that are neither TensorFlow computations, nor no-argument
+computations returning server state, nor compatible with MapReduceForm are
+refused with an error naming the runtime that runs them.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ import threading
 from typing import Sequence
 
 from absl import logging as absl_logging
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -113,6 +127,76 @@ class _InitializeRunner:
     return tensorflow_sessions.pack_value(self._sessions(), self._type.result)
 
 
+# The secure parts of a MapReduceForm, in the order of `work`'s results 1..3.
+_SECURE_PARTS = ('secure_sum_bitwidth', 'secure_sum_max_input', 'secure_modular_sum_modulus')
+# TFF's largest bitwidth: its sums run in int64 and keep one bit for the carry.
+_MAX_SECURE_BITWIDTH = 62
+
+
+class _SecureSum:
+  """One tensor of `work`'s secure summands, summed over the clients as TFF sums it."""
+
+  def __init__(self, part: str, parameter, tensor_type: tff.TensorType):
+    self._part, self._type = part, tensor_type
+    parameter = np.asarray(parameter)
+    self._modulus = None
+    if part == 'secure_modular_sum_modulus':
+      self._modulus = parameter.astype(object)  # Python ints: nothing overflows
+      return
+    if part == 'secure_sum_bitwidth':
+      if np.any(parameter > _MAX_SECURE_BITWIDTH):
+        raise OverflowError(f'secure sum bitwidth {parameter} > {_MAX_SECURE_BITWIDTH} '
+                            '(TFF sums in int64)')
+      parameter = 2 ** parameter.astype(np.int64) - 1
+    self._max_input = parameter.astype(np.int64)
+
+  def add(self, total, summand):
+    """total + one client's summand (total None: no client yet)."""
+    if self._modulus is not None:
+      summand = np.asarray(summand).astype(object) % self._modulus
+      return summand if total is None else (total + summand) % self._modulus
+    summand = np.asarray(summand, np.int64)
+    if np.any(summand < 0) or np.any(summand > self._max_input):
+      raise ValueError(f'{self._part}: a client value lies outside [0, {self._max_input}]')
+    if total is None:
+      return summand
+    total = total + summand
+    if np.any(total < 0):  # two non-negative int64s wrapped around
+      raise OverflowError(f'{self._part}: the sum exceeds int64')
+    return total
+
+  def result(self, total) -> np.ndarray:
+    if total is None:
+      return np.zeros([d or 0 for d in self._type.shape or ()], self._type.dtype)
+    if self._modulus is None and np.any(total > np.iinfo(self._type.dtype).max):
+      raise OverflowError(f'{self._part}: the sum does not fit {self._type}')
+    return np.asarray(total).astype(self._type.dtype)
+
+
+def _per_tensor(parameters, parameter_type, summand_type) -> list:
+  """A secure sum's parameter for each summand tensor (TFF allows one for a structure)."""
+  if isinstance(parameter_type, tff.StructType):
+    return [p for (_, t), (_, u) in zip(tff.structure.to_elements(parameter_type),
+                                        tff.structure.to_elements(summand_type))
+            for p in _per_tensor(parameters, t, u)]
+  return [next(parameters)] * tensorflow_sessions.count_leaves(summand_type)
+
+
+def _secure_sums(form, config) -> list:
+  """A `_SecureSum` for each tensor of `work`'s secure summands, in order."""
+  sums = []
+  for index, part in enumerate(_SECURE_PARTS, start=1):
+    summand_type = form.work.type_signature.result[index]
+    if not tensorflow_sessions.count_leaves(summand_type):
+      continue
+    computation = getattr(form, part)  # no argument: the bitwidths, max inputs or moduli
+    parameters = iter(tensorflow_sessions.ComputationSessions(computation, config=config)())
+    sums += [_SecureSum(part, parameter, tensor_type) for parameter, tensor_type in zip(
+        _per_tensor(parameters, computation.type_signature.result, summand_type),
+        tff.structure.flatten(summand_type))]
+  return sums
+
+
 class _MapReduceRunner:
   """One round of a MapReduceForm-compatible computation (`process.next`)."""
 
@@ -120,11 +204,6 @@ class _MapReduceRunner:
                placement: collections.Counter | None):
     self._type = computation.type_signature
     form = tff.backends.mapreduce.get_map_reduce_form_for_computation(computation)
-    for name in ('secure_sum_bitwidth', 'secure_sum_max_input', 'secure_modular_sum_modulus'):
-      if tensorflow_sessions.count_leaves(getattr(form, name).type_signature.result):
-        raise NotImplementedError(
-            f'the inprocess runtime does not run secure aggregation ({name}); '
-            'use --runtime=tff_cpp')
     sessions = lambda c: tensorflow_sessions.ComputationSessions(c, config=config)
     self._prepare = sessions(form.prepare)
     self._work = tensorflow_sessions.ComputationSessions(form.work, work_devices, config)
@@ -132,8 +211,10 @@ class _MapReduceRunner:
     self._accumulate = sessions(form.accumulate)
     self._report = sessions(form.report)
     self._update = sessions(form.update)
-    # work returns <update, <secure sums...>>; only the update is aggregated here.
+    # work returns <update, bitwidth, max-input and modular summands>: accumulate folds
+    # the update, the summands are summed here and go to `update` after `report`'s result.
     self._update_leaves = tensorflow_sessions.count_leaves(form.work.type_signature.result[0])
+    self._secure_sums = _secure_sums(form, config)
     self._client_data_type = form.work.type_signature.parameter[0]
     self._placement = placement
     self._placement_lock = threading.Lock()
@@ -190,10 +271,14 @@ class _MapReduceRunner:
     client_data = self._check_client_data(client_data)
     client_input = self._prepare(state_leaves)
     accumulator = self._zero()
+    totals = [None] * len(self._secure_sums)
     for result in self._client_updates(client_data, client_input):
       accumulator = self._accumulate(accumulator + result[:self._update_leaves])
+      totals = [s.add(t, x) for s, t, x in zip(self._secure_sums, totals,
+                                                result[self._update_leaves:])]
     report = self._report(accumulator)
-    return tensorflow_sessions.pack_value(self._update(state_leaves + report),
+    secure = [s.result(t) for s, t in zip(self._secure_sums, totals)]
+    return tensorflow_sessions.pack_value(self._update(state_leaves + report + secure),
                                           self._type.result)
 
 
