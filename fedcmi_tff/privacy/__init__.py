@@ -1,0 +1,1 @@
+"""fedcmi_tff.privacy package."""
