@@ -194,6 +194,98 @@ class FederationConfig:
            f'validation_fraction must be in [0, 1), got {self.validation_fraction}')
 
 
+# Layers the server's modality-masked group mean can be built with (docs/privacy.md);
+# `AggregationConfig.mechanisms` holds a combination of them in this order.
+AGGREGATION_MECHANISMS = ('dp', 'secure', 'compressed')
+# The combinations TFF's factories compose: DP's clipped records can be summed securely;
+# TFF's encoded (compressed) sum takes no inner sum, and quantising a clipped record could
+# raise its norm above the clip the noise is calibrated to.
+COMPOSABLE_MECHANISMS = ((), ('dp',), ('secure',), ('compressed',), ('dp', 'secure'))
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregationConfig:
+  """How the server sums the clients' updates (beyond the paper; docs/privacy.md).
+
+  No mechanism: the modality-masked group mean, weighted by example counts (the paper's).
+  'dp': user-level differential privacy: each client's update (every group, those it does
+  not hold zeroed) is clipped as a whole to L2 norm `clip_norm`, Gaussian noise of
+  standard deviation noise_multiplier * clip_norm is added to every coordinate of the
+  sum, and each group's noisy sum is divided by a public constant, the expected number of
+  sampled clients holding that group's modality; clients are weighted uniformly.
+  'secure': the group sums through TFF's secure summation, each coordinate of a client's
+  update clipped to [-secure_value_bound, secure_value_bound] first (clips are counted).
+  'compressed': each update tensor with more than `quantization_min_size` elements is
+  uniformly quantised to `quantization_bits` bits (TFF's encoded sum).
+  """
+
+  mechanisms: tuple[str, ...] = ()
+  noise_multiplier: float = 1.0
+  # C: the fixed clip, or with adaptive clipping its initial value.
+  clip_norm: float = 0.1
+  # Adaptive clipping (Andrew et al. 2021, as TFF's DP factory): C moves geometrically
+  # towards the `target_unclipped_quantile` of the clients' update norms.
+  adaptive_clipping: bool = False
+  target_unclipped_quantile: float = 0.5
+  clip_learning_rate: float = 0.2
+  # delta of the reported (epsilon, delta); 0 = 1 / num_clients ** 1.1.
+  privacy_delta: float = 0.0
+  secure_value_bound: float = 1.0
+  quantization_bits: int = 8
+  quantization_min_size: int = 0
+
+  def validate(self) -> None:
+    _check(tuple(self.mechanisms) in COMPOSABLE_MECHANISMS,
+           f'aggregator must be mean or one of '
+           f'{", ".join("+".join(m) for m in COMPOSABLE_MECHANISMS if m)}, got '
+           f'{"+".join(self.mechanisms)!r}')
+    _check(self.noise_multiplier >= 0, 'noise_multiplier must be >= 0')
+    _check(self.clip_norm > 0, f'clip_norm must be > 0, got {self.clip_norm}')
+    _check(0 < self.target_unclipped_quantile < 1, 'target_unclipped_quantile must be in (0, 1)')
+    _check(self.clip_learning_rate >= 0, 'clip_learning_rate must be >= 0')
+    _check(0 <= self.privacy_delta < 1, 'privacy_delta must be in [0, 1) (0: 1 / num_clients^1.1)')
+    _check(not (self.adaptive_clipping and 'secure' in self.mechanisms and 'dp' in self.mechanisms),
+           'dp with secure needs a fixed clip_norm (the secure sum\'s bound is the clip)')
+    _check(self.secure_value_bound > 0, 'secure_value_bound must be > 0')
+    _check(1 <= self.quantization_bits <= 16, 'quantization_bits must be in [1, 16]')
+    _check(self.quantization_min_size >= 0, 'quantization_min_size must be >= 0')
+
+  @property
+  def private(self) -> bool:
+    return 'dp' in self.mechanisms
+
+
+_DP_FIELDS = ('noise_multiplier', 'clip_norm', 'adaptive_clipping', 'target_unclipped_quantile',
+              'clip_learning_rate', 'privacy_delta')
+
+
+def applied_aggregation_fields(mechanisms) -> tuple:
+  """The `AggregationConfig` fields that change what the given mechanisms compute."""
+  fields = ('mechanisms',)
+  if 'dp' in mechanisms:
+    fields += _DP_FIELDS
+  elif 'secure' in mechanisms:
+    fields += ('secure_value_bound',)
+  if 'compressed' in mechanisms:
+    fields += ('quantization_bits', 'quantization_min_size')
+  return fields
+
+
+def aggregation_mechanisms(names) -> tuple:
+  """The canonical mechanisms tuple of aggregator names ('mean' alone = none).
+
+  Raises:
+    ValueError: an unknown name, or 'mean' combined with another.
+  """
+  names = [n.strip() for n in names if n.strip()]
+  unknown = [n for n in names if n not in AGGREGATION_MECHANISMS + ('mean',)]
+  _check(not unknown, f'unknown aggregator {", ".join(unknown)}; expected mean or a '
+         f'combination of {", ".join(AGGREGATION_MECHANISMS)}')
+  _check(names == ['mean'] or 'mean' not in names,
+         'aggregator mean (the plain group mean) cannot be combined with another')
+  return tuple(m for m in AGGREGATION_MECHANISMS if m in names)
+
+
 def _check(condition: bool, message: str) -> None:
   if not condition:
     raise ValueError(message)
@@ -208,6 +300,8 @@ class ExperimentConfig:
   data_dir: str | None = None
   # Which modality dominates in synthetic_av ('audio' as on CREMA-D, or 'visual').
   synthetic_dominant: str = 'audio'
+  # The embedded dataset's training examples (more for populations of hundreds of clients).
+  synthetic_train_examples: int = 1800
   # Seed of the embedded dataset's generator; the data stay fixed across training seeds.
   dataset_seed: int = 0
   # Prepared datasets: the first num_frames video frames, frames and images resized
@@ -219,6 +313,7 @@ class ExperimentConfig:
   training: LocalTrainingConfig = LocalTrainingConfig()
   objective: ObjectiveConfig = ObjectiveConfig()
   server: ServerConfig = ServerConfig()
+  aggregation: AggregationConfig = AggregationConfig()
   eval_batch_size: int = 256
 
   def validate(self, known_datasets: tuple, known_algorithms: tuple) -> None:
@@ -238,7 +333,10 @@ class ExperimentConfig:
     self.training.validate()
     self.objective.validate()
     self.server.validate()
+    self.aggregation.validate()
     _check(self.eval_batch_size > 0, 'eval_batch_size must be > 0')
+    _check(self.synthetic_train_examples > 0, f'synthetic_train_examples must be > 0, got '
+           f'{self.synthetic_train_examples}')
     _check(self.num_frames > 0, f'num_frames must be > 0, got {self.num_frames}')
     _check(self.image_size >= 8, f'image_size must be >= 8, got {self.image_size}')
 

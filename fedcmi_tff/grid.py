@@ -32,7 +32,6 @@ from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import grid_runner  # noqa: E402
-from fedcmi_tff.programs import outcomes  # noqa: E402
 from fedcmi_tff.programs import report  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 from fedcmi_tff.programs import tuning  # noqa: E402
@@ -109,14 +108,7 @@ def main(argv):
     print(f'grid: error: {e}', file=sys.stderr)
     return 2
 
-  stops = outcomes.StopRequests('grid').install()
-
-  def body() -> int:
-    started = time.time()
-    if not grid_runner.run_unfinished(cells, 'grid', 'cells',
-                                      lambda: flag_config.configure_runtime('grid'),
-                                      stop_requested=stops.requested, shard=shard):
-      return 0
+  def finish(started: float) -> None:
     finals, rounds, classes = report.load_runs(cells)
     os.makedirs(report_dir, exist_ok=True)
     # Figures show the cell of the base --dirichlet_alpha / --multi_ratio when the grid has
@@ -130,9 +122,9 @@ def main(argv):
       print('\n' + f.read())
     print(f'grid: report written: {", ".join(os.path.basename(p) for p in written)} '
           f'({grid_runner.duration(time.time() - started)})')
-    return 0
 
-  return outcomes.run_guarded('grid', body, stops)
+  return grid_runner.run_then_finish('grid', 'cells', cells, shard,
+                                     lambda: flag_config.configure_runtime('grid'), finish)
 
 
 if __name__ == '__main__':

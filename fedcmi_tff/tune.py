@@ -35,7 +35,6 @@ from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import grid_runner  # noqa: E402
-from fedcmi_tff.programs import outcomes  # noqa: E402
 from fedcmi_tff.programs import runtime  # noqa: E402
 from fedcmi_tff.programs import tuning  # noqa: E402
 
@@ -141,14 +140,8 @@ def main(argv):
   except ValueError as e:
     print(f'tune: error: {e}', file=sys.stderr)
     return 2
-  stops = outcomes.StopRequests('tune').install()
 
-  def body() -> int:
-    started = time.time()
-    if not grid_runner.run_unfinished(cells, 'tune', 'trials',
-                                      lambda: flag_config.configure_runtime('tune'),
-                                      stop_requested=stops.requested, shard=shard):
-      return 0
+  def finish(started: float) -> None:
     record = tuning_record(cells, base, _BUDGET.value, _SAMPLER_SEED.value, seeds)
     files.write_text(os.path.join(out_dir, 'tuned.json'), json.dumps(record, indent=1) + '\n')
     text = markdown(record)
@@ -159,9 +152,9 @@ def main(argv):
         for a, e in record['algorithms'].items()) +
           f' ({grid_runner.duration(time.time() - started)}); '
           f'{os.path.join(out_dir, "tuned.json")}')
-    return 0
 
-  return outcomes.run_guarded('tune', body, stops)
+  return grid_runner.run_then_finish('tune', 'trials', cells, shard,
+                                     lambda: flag_config.configure_runtime('tune'), finish)
 
 
 if __name__ == '__main__':

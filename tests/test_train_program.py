@@ -146,16 +146,25 @@ def test_runs_saved_before_a_config_field_existed_still_count_as_finished(tmp_pa
   # Written by an older version: no augmentation / shuffle buffer / frame fields yet, and
   # fields since removed (training.total_rounds, the objective enum).
   del saved['training']['augmentation'], saved['training']['shuffle_buffer_size']
-  del saved['num_frames'], saved['image_size']
+  del saved['num_frames'], saved['image_size'], saved['synthetic_train_examples']
+  del saved['aggregation']
   saved['training']['total_rounds'] = 3
   saved['objective']['objective'] = 'fedcmi'
   (tmp_path / 'summary.json').write_text(json.dumps({'config': saved, 'rounds_completed': 3}))
   assert experiment.finished_summary(config, str(tmp_path))['rounds_completed'] == 3
+  # DP parameters do not change the plain mean: still the same run.
+  unused = dataclasses.replace(config, aggregation=config_lib.AggregationConfig(
+      noise_multiplier=7.0))
+  assert experiment.finished_summary(unused, str(tmp_path))['rounds_completed'] == 3
   # A field that differs from its default still makes it another run.
   changed = dataclasses.replace(config, training=dataclasses.replace(
       config.training, augmentation='crop_flip'))
   with pytest.raises(experiment.OutputDirectoryError, match='different configuration'):
     experiment.finished_summary(changed, str(tmp_path))
+  private = dataclasses.replace(config, aggregation=config_lib.AggregationConfig(
+      mechanisms=('dp',)))
+  with pytest.raises(experiment.OutputDirectoryError, match='different configuration'):
+    experiment.finished_summary(private, str(tmp_path))
 
 
 def test_resume_that_cannot_reproduce_the_fresh_run_is_refused(tmp_path, cache, fault_row):

@@ -18,7 +18,7 @@ DATASET_MODALITIES = {
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,
-                 synthetic_dominant: str = 'audio',
+                 synthetic_dominant: str = 'audio', synthetic_train_examples: int = 1800,
                  load_options: prepared.LoadOptions = prepared.LoadOptions()):
   """Loads a dataset's train and test splits.
 
@@ -27,6 +27,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,
     data_dir: folder of a prepared dataset (unused by the embedded one).
     seed: seed of the embedded dataset's generator.
     synthetic_dominant: the dominant modality of the embedded dataset.
+    synthetic_train_examples: the embedded dataset's training examples.
     load_options: frames and image size of a prepared dataset.
 
   Returns:
@@ -41,7 +42,8 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0,
   if name == 'synthetic_av':
     del data_dir
     return synthetic_av.make_synthetic_av(
-        synthetic_av.SyntheticAVConfig(seed=seed, dominant=synthetic_dominant))
+        synthetic_av.SyntheticAVConfig(seed=seed, dominant=synthetic_dominant,
+                                       train_examples=synthetic_train_examples))
   if name in PREPARED_DATASETS:
     if not data_dir:
       raise prepared.DataFormatError(f'--dataset={name} needs --data_dir: a folder written by '

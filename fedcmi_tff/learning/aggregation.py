@@ -26,3 +26,19 @@ def divide_by_group(sums: list, groups: list, group_totals: tf.Tensor) -> list:
     out.append(tf.where(total > 0, s / tf.where(total > 0, total, tf.ones_like(total)),
                         tf.zeros_like(s)))
   return out
+
+
+def mask_by_group(values: list, groups: list, group_weights: tf.Tensor) -> list:
+  """values[i] where the client holds group groups[i] (its weight > 0), else zeros.
+
+  The differentially private mean's records: every client counts once, whatever its
+  example count, so the clipped record bounds its influence.
+  """
+  held = tf.cast(group_weights > 0, tf.float32)
+  return [v * tf.cast(held[g], v.dtype) for v, g in zip(values, groups)]
+
+
+def divide_by_constants(sums: list, groups: list, denominators: tuple) -> list:
+  """sums[i] / denominators[groups[i]] (Python constants), or zeros where that is 0."""
+  return [s / tf.constant(denominators[g], s.dtype) if denominators[g] > 0 else tf.zeros_like(s)
+          for s, g in zip(sums, groups)]

@@ -7,7 +7,9 @@ Output directory (written through `program_io`: TFF program-state and release ma
                     FedCMI adds teacher_<modality> (the global self heads' accuracy on the
                     distilling clients' data) and temperature (their mean class temperatures)
   summary.json      configuration, final-round, last-5-round mean and best-round values (best
-                    chosen on the validation split when there is one), the TFF runtime
+                    chosen on the validation split when there is one), the TFF runtime, the
+                    server aggregation (bytes a client sends per round; with dp the
+                    (epsilon, delta) of the rounds run)
   checkpoint.npz    program state after the last finished round: the round, the global
                     weights and the whole learning state (server optimiser included), for
                     --resume
@@ -40,6 +42,7 @@ from fedcmi_tff.learning import processes
 from fedcmi_tff.models import fedcmi_model
 from fedcmi_tff.programs import program_io
 from fedcmi_tff.programs import runtime
+from fedcmi_tff.programs import server_aggregation
 
 
 class OutputDirectoryError(Exception):
@@ -346,7 +349,8 @@ def comparable(config) -> dict:
 
   Accepts an `ExperimentConfig` or a saved config.json dict (of this or an earlier
   version: fields added since take their defaults, obsolete fields are dropped, and
-  only the objective fields of its algorithm are kept).
+  only the objective fields of its algorithm and the aggregation fields of its
+  mechanisms are kept).
   """
   if isinstance(config, config_lib.ExperimentConfig):
     config = method_registry.applied_config(config)
@@ -356,6 +360,9 @@ def comparable(config) -> dict:
   for group, names in _OBSOLETE_FIELDS.items():
     for name in names:
       out.get(group, {}).pop(name, None)
+  aggregation = out.get('aggregation', {})
+  out['aggregation'] = {k: v for k, v in aggregation.items() if k in
+                        config_lib.applied_aggregation_fields(aggregation.get('mechanisms', ()))}
   try:
     keep = method_registry.objective_fields(out.get('algorithm'))
   except ValueError:
@@ -423,6 +430,7 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
   splits = registry.load_dataset(
       config.dataset, data_dir=config.data_dir, seed=config.dataset_seed,
       synthetic_dominant=config.synthetic_dominant,
+      synthetic_train_examples=config.synthetic_train_examples,
       load_options=prepared.LoadOptions(num_frames=config.num_frames,
                                         image_size=config.image_size))
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
@@ -467,14 +475,23 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   model_fn = make_model_fn(data.modality_names, data.input_shapes, len(data.class_names),
                            config.model, data.vocabulary_sizes)
   started = time.time()
-  key = process_key(config)
+  aggregation = server_aggregation.build(
+      config.aggregation, variable_groups=processes.variable_groups_of(model_fn),
+      weights_type=processes.weights_type_of(model_fn),
+      modality_masks=[data.client_data.kind(c).modality_mask() for c in client_ids],
+      client_examples=[data.client_data.num_examples(c) for c in client_ids],
+      federation=fed)
+  if config.aggregation.mechanisms:
+    log(aggregation.describe())
+  key = process_key(config) + aggregation.cache_key()
   if process_cache is not None and key in process_cache:
     process = process_cache[key]
   else:
     process = processes.build_process_for_config(
         config.algorithm, model_fn, data.client_data.element_type_structure,
         objective=config.objective, training=config.training, total_rounds=fed.rounds,
-        server_optimizer=processes.server_optimizer_for(config.server))
+        server_optimizer=processes.server_optimizer_for(config.server),
+        aggregator=aggregation.factory)
     if process_cache is not None:
       process_cache[key] = process
   # Client datasets are built once and reused every round.
@@ -522,6 +539,7 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
     totals = output.metrics['aggregator']['group_weight_totals']
     row[f'weight_{data.modality_names[0]}'] = float(totals[0])
     row[f'weight_{data.modality_names[1]}'] = float(totals[1])
+    row.update(aggregation.round_columns(round_num + 1, output.metrics['aggregator']))
     row['clients'] = ' '.join(selected)
     rows.append(row)
     released = collections.OrderedDict((k, v) for k, v in row.items() if k != 'round')
@@ -534,7 +552,7 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
     log(f'round {round_num + 1:3d}/{fed.rounds}  {seconds:5.1f}s  loss {row["train_loss"]:.3f}  '
         f'fused {row["acc_fused"]:.3f}  {a} {row[f"acc_{a}_path"]:.3f}/{row[f"acc_{a}_zero"]:.3f}  '
         f'{b} {row[f"acc_{b}_path"]:.3f}/{row[f"acc_{b}_zero"]:.3f}  '
-        f'worst-class {row["acc_worst_class"]:.3f}')
+        f'worst-class {row["acc_worst_class"]:.3f}' + aggregation.progress(round_num + 1))
     reason = stop_requested() if stop_requested else None
     if reason and round_num + 1 < fed.rounds:
       raise Interrupted(f'stopped after round {round_num + 1} of {fed.rounds} ({reason}); '
@@ -545,6 +563,7 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   summary['modality_names'] = list(data.modality_names)
   summary['class_names'] = list(data.class_names)
   summary['runtime'] = runtime.current_runtime()
+  summary['aggregation'] = aggregation.summary(rows[-1]['round'])
   program_io.run_sync(outputs.summary.release(summary, rows[-1]['round']))
   return ExperimentResult(output_dir, rows, summary)
 

@@ -35,6 +35,9 @@ SYNTHETIC_DOMINANT = flags.DEFINE_string('synthetic_dominant', _D.synthetic_domi
                                          'Dominant modality of synthetic_av: audio or visual.')
 DATASET_SEED = flags.DEFINE_integer('dataset_seed', _D.dataset_seed,
                                     'Seed of the embedded dataset generator.')
+SYNTHETIC_TRAIN_EXAMPLES = flags.DEFINE_integer(
+    'synthetic_train_examples', _D.synthetic_train_examples,
+    'Training examples of the embedded dataset (synthetic_av).')
 NUM_FRAMES = flags.DEFINE_integer('num_frames', _D.num_frames,
                                   'Prepared video datasets: the first T frames per clip.')
 IMAGE_SIZE = flags.DEFINE_integer('image_size', _D.image_size,
@@ -149,6 +152,39 @@ SERVER_LEARNING_RATE = flags.DEFINE_float('server_learning_rate', _S.learning_ra
 SERVER_MOMENTUM = flags.DEFINE_float('server_momentum', _S.momentum,
                                      'Server momentum of the sgd server optimiser.')
 
+# Server aggregation (beyond the paper; docs/privacy.md).
+_A = _D.aggregation
+AGGREGATOR = flags.DEFINE_list(
+    'aggregator', ['mean'], 'How the server sums client updates: mean (the group mean), or '
+    'dp, secure, compressed, or dp,secure (DP\'s clipped records summed securely).')
+DP_NOISE_MULTIPLIER = flags.DEFINE_float(
+    'dp_noise_multiplier', _A.noise_multiplier,
+    'dp: z; Gaussian noise of standard deviation z * C on every coordinate of the sum.')
+DP_CLIP_NORM = flags.DEFINE_float('dp_clip_norm', _A.clip_norm,
+                                  'dp: C, the L2 clip of a client\'s whole update (the initial '
+                                  'C with --dp_adaptive_clipping).')
+DP_ADAPTIVE_CLIPPING = flags.DEFINE_bool(
+    'dp_adaptive_clipping', _A.adaptive_clipping,
+    'dp: move C towards --dp_target_unclipped_quantile of the update norms.')
+DP_TARGET_UNCLIPPED_QUANTILE = flags.DEFINE_float(
+    'dp_target_unclipped_quantile', _A.target_unclipped_quantile,
+    'dp, adaptive clipping: the share of updates to leave unclipped.')
+DP_CLIP_LEARNING_RATE = flags.DEFINE_float('dp_clip_learning_rate', _A.clip_learning_rate,
+                                           'dp, adaptive clipping: geometric step of C.')
+DP_DELTA = flags.DEFINE_float('dp_delta', _A.privacy_delta,
+                              'dp: delta of the reported (epsilon, delta); 0 = '
+                              '1 / num_clients^1.1.')
+SECURE_VALUE_BOUND = flags.DEFINE_float(
+    'secure_value_bound', _A.secure_value_bound,
+    'secure: every coordinate of a client\'s update is clipped to +-this before secure '
+    'summation (clips are counted per round).')
+QUANTIZATION_BITS = flags.DEFINE_integer('quantization_bits', _A.quantization_bits,
+                                         'compressed: bits per quantised value.')
+QUANTIZATION_MIN_SIZE = flags.DEFINE_integer(
+    'quantization_min_size', _A.quantization_min_size,
+    'compressed: tensors of at most this many values are sent unquantised.')
+
+
 # Runtime.
 RUNTIME = flags.DEFINE_enum(
     'runtime', runtime_lib.DEFAULT_RUNTIME, runtime_lib.RUNTIMES,
@@ -169,8 +205,12 @@ EVAL_BATCH_SIZE = flags.DEFINE_integer('eval_batch_size', _D.eval_batch_size,
 
 
 def check_runtime_flags() -> None:
-  """Raises ValueError for an inconsistent --runtime / --workers / --max_concurrent_clients."""
+  """Raises ValueError for an inconsistent --runtime / --workers / --max_concurrent_clients
+  (or --aggregator)."""
   runtime_lib.check_runtime(RUNTIME.value, tuple(WORKERS.value), MAX_CONCURRENT_CLIENTS.value)
+  if 'secure' in AGGREGATOR.value and RUNTIME.value != 'inprocess':
+    raise ValueError(f'--aggregator=secure runs on --runtime=inprocess (TFF\'s worker_binary '
+                     f'has no secure-summation executor), not --runtime={RUNTIME.value}')
   if WORKER_TIMEOUT.value <= 0:
     raise ValueError(f'--worker_timeout must be > 0, got {WORKER_TIMEOUT.value}')
 
@@ -215,6 +255,7 @@ _FIELD_FLAGS = {
     (None, 'data_dir'): (DATA_DIR, None),
     (None, 'synthetic_dominant'): (SYNTHETIC_DOMINANT, None),
     (None, 'dataset_seed'): (DATASET_SEED, None),
+    (None, 'synthetic_train_examples'): (SYNTHETIC_TRAIN_EXAMPLES, None),
     (None, 'num_frames'): (NUM_FRAMES, None),
     (None, 'image_size'): (IMAGE_SIZE, None),
     (None, 'eval_batch_size'): (EVAL_BATCH_SIZE, None),
@@ -256,6 +297,16 @@ _FIELD_FLAGS = {
     ('server', 'optimizer'): (SERVER_OPTIMIZER, None),
     ('server', 'learning_rate'): (SERVER_LEARNING_RATE, None),
     ('server', 'momentum'): (SERVER_MOMENTUM, None),
+    ('aggregation', 'mechanisms'): (AGGREGATOR, config_lib.aggregation_mechanisms),
+    ('aggregation', 'noise_multiplier'): (DP_NOISE_MULTIPLIER, None),
+    ('aggregation', 'clip_norm'): (DP_CLIP_NORM, None),
+    ('aggregation', 'adaptive_clipping'): (DP_ADAPTIVE_CLIPPING, None),
+    ('aggregation', 'target_unclipped_quantile'): (DP_TARGET_UNCLIPPED_QUANTILE, None),
+    ('aggregation', 'clip_learning_rate'): (DP_CLIP_LEARNING_RATE, None),
+    ('aggregation', 'privacy_delta'): (DP_DELTA, None),
+    ('aggregation', 'secure_value_bound'): (SECURE_VALUE_BOUND, None),
+    ('aggregation', 'quantization_bits'): (QUANTIZATION_BITS, None),
+    ('aggregation', 'quantization_min_size'): (QUANTIZATION_MIN_SIZE, None),
 }
 _NOT_FLAGS = {(None, 'algorithm')}  # set by --method
 

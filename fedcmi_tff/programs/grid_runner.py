@@ -17,6 +17,7 @@ from typing import Callable
 
 from fedcmi_tff.algorithms import registry as method_registry
 from fedcmi_tff.programs import experiment
+from fedcmi_tff.programs import outcomes
 from fedcmi_tff.programs import tuning
 
 
@@ -96,7 +97,7 @@ def run_cells(cells: list, todo: list, program: str, log: Callable[[str], None],
                               log=run_log, method=cell['method'],
                               stop_requested=stop_requested)
     per_cell = (time.time() - started) / (i + 1)
-    where = ''.join(f' {k}={cell[k]}' for k in ('dominant', 'trial') if k in cell)
+    where = ''.join(f' {k}={cell[k]}' for k in ('dominant', 'trial', 'setting') if k in cell)
     log(f'{program}: {i + 1}/{len(todo)} cells done: {cell["method"]}{where} '
         f'alpha={cell["alpha"]} ratio={cell["ratio"]} seed={cell["seed"]} in '
         f'{duration(time.time() - cell_start)}; {duration(time.time() - started)} elapsed, '
@@ -141,3 +142,24 @@ def run_unfinished(cells: list, program: str, noun: str, configure_runtime: Call
     print(f'{program}: {left} {noun} of other shards not finished yet; the report is '
           'written by the process that finishes the last one', flush=True)
   return left == 0
+
+
+def run_then_finish(program: str, noun: str, cells: list, shard: tuple,
+                    configure_runtime: Callable[[], str],
+                    finish: Callable[[float], None]) -> int:
+  """A grid-like program's run: this shard's unfinished cells, then, once every cell of
+  every shard has finished, `finish(start time)` (which writes and prints the results).
+
+  Stops cleanly on SIGINT / SIGTERM; returns the program's exit status
+  (`outcomes.run_guarded`).
+  """
+  stops = outcomes.StopRequests(program).install()
+
+  def body() -> int:
+    started = time.time()
+    if run_unfinished(cells, program, noun, configure_runtime,
+                      stop_requested=stops.requested, shard=shard):
+      finish(started)
+    return 0
+
+  return outcomes.run_guarded(program, body, stops)

@@ -10,6 +10,7 @@ FedAvg's flattening shows whether the runs have converged (programs/statistics.p
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import matplotlib
@@ -34,7 +35,8 @@ def load_runs(cells: list) -> tuple:
 
   Every frame has the keys dominant ('' for a grid without a dominant-modality axis),
   method, alpha, ratio and seed.  The final frame also holds `last_<column>`: the mean of
-  the run's last rounds (summary.json `last_rounds_mean`).
+  the run's last rounds (summary.json `last_rounds_mean`), `epsilon` (inf without DP) and
+  `update_bytes` (per client per round; NaN for runs of earlier versions).
 
   Args:
     cells: dicts with keys method, algorithm, alpha, ratio, seed, dir (and dominant).
@@ -49,6 +51,9 @@ def load_runs(cells: list) -> tuple:
     last = summary.get('last_rounds_mean') or per_round.tail(_OLD_RUNS_LAST_ROUNDS).mean(
         numeric_only=True).to_dict()
     final = dict(keys, **summary['final'])
+    aggregation = summary.get('aggregation', {})  # runs of earlier versions have none
+    final['epsilon'] = aggregation.get('privacy', {}).get('epsilon', math.inf)
+    final['update_bytes'] = aggregation.get('update_bytes_per_client_per_round', math.nan)
     final.update({f'last_{k}': v for k, v in last.items()})
     for m in names:
       own = comparison.unimodal_path_column(cell['algorithm'], m)
@@ -108,9 +113,23 @@ def _weak(dominant: str, finals: pd.DataFrame, modality_names) -> str:
   return weak_modality(finals, modality_names)
 
 
-def _interval_cell(values) -> str:
+def interval_text(values) -> str:
   mean, half = statistics.t_interval(values)
   return f'{100 * mean:.1f}' + ('' if np.isnan(half) else f' ± {100 * half:.1f}')
+
+
+def interval_columns(group: pd.DataFrame, columns, last_rounds: bool = True) -> tuple:
+  """(table texts, record fields) of `columns` over a group's seeds: each text the final
+  round's mean ± 95 % half-width, then (`last_rounds`) the last-rounds mean's in brackets;
+  the fields <c>_mean, <c>_ci95, last_<c>_mean, last_<c>_ci95."""
+  texts, fields = [], {}
+  for c in columns:
+    texts.append(interval_text(group[c]) +
+                 (f' ({interval_text(group["last_" + c])})' if last_rounds else ''))
+    for prefix in ('', 'last_'):
+      mean, half = statistics.t_interval(group[prefix + c])
+      fields[f'{prefix}{c}_mean'], fields[f'{prefix}{c}_ci95'] = mean, half
+  return texts, fields
 
 
 def cell_table(rows: pd.DataFrame, columns, labels, last_rounds: bool = True) -> tuple:
@@ -120,14 +139,9 @@ def cell_table(rows: pd.DataFrame, columns, labels, last_rounds: bool = True) ->
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   records = []
   for method, group in rows.groupby('method', sort=False):
-    cells = [method, str(len(group))]
-    record = dict(method=method, seeds=len(group))
-    for c in columns:
-      cells.append(_interval_cell(group[c]) +
-                   (f' ({_interval_cell(group["last_" + c])})' if last_rounds else ''))
-      for prefix in ('', 'last_'):
-        mean, half = statistics.t_interval(group[prefix + c])
-        record[f'{prefix}{c}_mean'], record[f'{prefix}{c}_ci95'] = mean, half
+    texts, fields = interval_columns(group, columns, last_rounds)
+    cells = [method, str(len(group))] + texts
+    record = dict(method=method, seeds=len(group), **fields)
     lines.append('| ' + ' | '.join(cells) + ' |')
     records.append(record)
   return '\n'.join(lines) + '\n', records
@@ -365,7 +379,7 @@ def _figures(rounds, classes, finals, cell, columns, labels, modality_names, out
   axes[1].legend(fontsize=7)
   fig.suptitle(f'accuracy per round (mean over seeds), {title}')
   fig.tight_layout()
-  paths.append(_save(fig, os.path.join(out_dir, 'fig_accuracy_per_round.png')))
+  paths.append(save_figure(fig, os.path.join(out_dir, 'fig_accuracy_per_round.png')))
 
   cell_classes = _cell_rows(classes, dominant, alpha, ratio)
   fused = cell_classes[cell_classes['path'] == 'fused']
@@ -383,7 +397,7 @@ def _figures(rounds, classes, finals, cell, columns, labels, modality_names, out
   ax.set_title(f'per-class accuracy, {title}')
   ax.legend(fontsize=7, ncol=3)
   fig.tight_layout()
-  paths.append(_save(fig, os.path.join(out_dir, 'fig_per_class.png')))
+  paths.append(save_figure(fig, os.path.join(out_dir, 'fig_per_class.png')))
 
   a_col, b_col = f'acc_{strong}_own', f'acc_{weak}_own'
   gaps = finals[finals['dominant'] == dominant]
@@ -398,7 +412,7 @@ def _figures(rounds, classes, finals, cell, columns, labels, modality_names, out
   ax.set_title(f'gap between the modalities\' own-path accuracies ({lead}mean over seeds '
                'and alphas)')
   fig.tight_layout()
-  paths.append(_save(fig, os.path.join(out_dir, 'fig_modality_gap.png')))
+  paths.append(save_figure(fig, os.path.join(out_dir, 'fig_modality_gap.png')))
   return paths
 
 
@@ -443,7 +457,7 @@ def _diagnostics_figure(rounds, paired, modality_names, out_dir) -> list:
   fig.suptitle('FedCMI diagnostics per round (mean over seeds): the cells of its lowest and '
                'highest difference from FedAvg on the weak own path (last-rounds mean)')
   fig.tight_layout(rect=(0, 0.06, 1, 1))
-  return [_save(fig, os.path.join(out_dir, 'fig_fedcmi_diagnostics.png'))]
+  return [save_figure(fig, os.path.join(out_dir, 'fig_fedcmi_diagnostics.png'))]
 
 
 def _flattening_figure(rounds, out_dir, method: str = 'fedavg') -> list:
@@ -466,10 +480,10 @@ def _flattening_figure(rounds, out_dir, method: str = 'fedavg') -> list:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=6, ncol=2)
   fig.tight_layout()
-  return [_save(fig, os.path.join(out_dir, 'fig_flattening.png'))]
+  return [save_figure(fig, os.path.join(out_dir, 'fig_flattening.png'))]
 
 
-def _save(fig, path):
+def save_figure(fig, path):
   with files.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, dpi=110)
   plt.close(fig)
