@@ -236,9 +236,9 @@ class AggregationConfig:
 
   def validate(self) -> None:
     _check(tuple(self.mechanisms) in COMPOSABLE_MECHANISMS,
-           f'aggregator must be mean or one of '
-           f'{", ".join("+".join(m) for m in COMPOSABLE_MECHANISMS if m)}, got '
-           f'{"+".join(self.mechanisms)!r}')
+           'aggregator must be ' + ' | '.join(','.join(m) or 'mean'
+                                              for m in COMPOSABLE_MECHANISMS) +
+           f', got {",".join(self.mechanisms)!r}')
     _check(self.noise_multiplier >= 0, 'noise_multiplier must be >= 0')
     _check(self.clip_norm > 0, f'clip_norm must be > 0, got {self.clip_norm}')
     _check(0 < self.target_unclipped_quantile < 1, 'target_unclipped_quantile must be in (0, 1)')

@@ -44,6 +44,20 @@ def test_each_method_changes_only_its_own_settings():
     methods.method_config('unimodal_smell', base, NAMES)
 
 
+def test_shards_alternate_the_methods_of_consecutive_cells():
+  """Two methods, two shards: plain round robin would give one shard every run of one
+  method; each shard gets half of each, and every cell exactly one shard."""
+  methods_of_cells = ['fedcmi', 'fedavg'] * 6
+  for count in (2, 3):
+    shards = [grid_runner.shard_of(i, count) for i in range(len(methods_of_cells))]
+    assert sorted(set(shards)) == list(range(count))
+  shards = [grid_runner.shard_of(i, 2) for i in range(12)]
+  assert shards == [0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0]
+  for shard in (0, 1):
+    mine = [m for m, s in zip(methods_of_cells, shards) if s == shard]
+    assert mine.count('fedcmi') == mine.count('fedavg') == 3
+
+
 def test_grid_cells_run_partition_free_methods_once():
   base = config_lib.ExperimentConfig()
   cells = grid_runner.grid_cells(base, ['fedavg', 'unimodal_audio', 'centralised'], [0.1, 1.0],

@@ -222,7 +222,7 @@ def test_aggregator_names_and_combinations_are_checked():
     config_lib.aggregation_mechanisms(['fast'])
   with pytest.raises(ValueError, match='cannot be combined'):
     config_lib.aggregation_mechanisms(['mean', 'dp'])
-  with pytest.raises(ValueError, match=r"got 'dp\+compressed'"):
+  with pytest.raises(ValueError, match=r"dp,secure, got 'dp,compressed'"):
     config_lib.AggregationConfig(mechanisms=('dp', 'compressed')).validate()
   with pytest.raises(ValueError, match='fixed clip_norm'):
     config_lib.AggregationConfig(mechanisms=('dp', 'secure'), adaptive_clipping=True).validate()

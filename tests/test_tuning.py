@@ -132,14 +132,14 @@ def test_tune_scores_trials_on_validation_only_and_grid_trains_with_the_choice(
                  '--seeds=5', '--num_shards=2', '--shard_index=1'] + _TINY)
     assert tune.main(['tune']) == 0
   printed = capfd.readouterr().out
-  assert 'tune: 3 trials, 0 already finished, 3 to run (shard 1 of 2: 1 of them)' in printed
+  assert 'tune: 3 trials, 0 already finished, 3 to run (shard 1 of 2: 2 of them)' in printed
   assert 'not finished yet' in printed and not (out / 'tuned.json').exists()
   with flagsaver.flagsaver():
     flags.FLAGS(['tune', f'--output_dir={out}', '--methods=fedavg', '--tuning_budget=3',
                  '--seeds=5', '--num_shards=2', '--shard_index=0'] + _TINY)
     assert tune.main(['tune']) == 0
   printed = capfd.readouterr().out
-  assert '1 already finished, 2 to run (shard 0 of 2: 2 of them)' in printed
+  assert '2 already finished, 1 to run (shard 0 of 2: 1 of them)' in printed
   record = json.loads((out / 'tuned.json').read_text())
   scores = []
   for k in range(3):

@@ -109,6 +109,16 @@ def run_cells(cells: list, todo: list, program: str, log: Callable[[str], None],
           'command again to continue', reason)
 
 
+def shard_of(position: int, count: int) -> int:
+  """The shard of the cell at `position`: round robin, rotated by one every `count` cells.
+
+  Plain round robin would give a shard the same method in every block when the method
+  count is a multiple of `count` (2 methods, 2 shards: one process runs every FedCMI run);
+  the rotation alternates them.
+  """
+  return (position + position // count) % count
+
+
 def run_unfinished(cells: list, program: str, noun: str, configure_runtime: Callable[[], str],
                    stop_requested: Callable[[], str | None] | None = None,
                    run_log: Callable[[str], None] = lambda line: None,
@@ -117,8 +127,8 @@ def run_unfinished(cells: list, program: str, noun: str, configure_runtime: Call
 
   `configure_runtime()` installs the TFF context (only when something is left to run) and
   returns its description; `noun` names the cells in the progress line ('cells', 'runs').
-  `shard` = (index, count): only cells whose position in `cells` is index modulo count
-  run here, so `count` processes with the same cells share the work.
+  `shard` = (index, count): only the cells `shard_of` gives to `index` run here, so
+  `count` processes with the same cells share the work.
 
   Returns:
     Whether every cell (of every shard) has finished.
@@ -129,7 +139,7 @@ def run_unfinished(cells: list, program: str, noun: str, configure_runtime: Call
   index, count = shard
   todo = unfinished(cells)
   todo_ids = {id(c) for c in todo}
-  mine = [c for i, c in enumerate(cells) if i % count == index and id(c) in todo_ids]
+  mine = [c for i, c in enumerate(cells) if shard_of(i, count) == index and id(c) in todo_ids]
   where = f' (shard {index} of {count}: {len(mine)} of them)' if count > 1 else ''
   print(f'{program}: {len(cells)} {noun}, {len(cells) - len(todo)} already finished, '
         f'{len(todo)} to run{where}', flush=True)
