@@ -21,7 +21,6 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from fedcmi_tff import files  # noqa: E402
-from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import grid_runner  # noqa: E402
@@ -61,8 +60,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
     seeds = [int(s) for s in flag_config.SEEDS.value]
-    base = flag_config.base_config()
-    base.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
+    base = flag_config.validated_base_config()
     methods = (flag_config.METHODS.value if flags.FLAGS['methods'].present
                else default_methods(base))
     if not seeds or not methods:
@@ -71,9 +69,7 @@ def main(argv):
     out_dir = flag_config.OUTPUT_DIR.value
     cells = grid_runner.grid_cells(base, methods, [base.federation.dirichlet_alpha],
                                    [base.federation.multi_ratio], seeds, names, out_dir)
-    for cell in cells:
-      cell['config'].validate(registry.DATASET_NAMES, method_registry.algorithm_names())
-    flag_config.check_runtime_flags()
+    flag_config.check_cells(cells)
   except ValueError as e:
     print(f'compare: error: {e}', file=sys.stderr)
     return 2

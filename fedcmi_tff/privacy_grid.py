@@ -23,7 +23,6 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from fedcmi_tff import files  # noqa: E402
-from fedcmi_tff.algorithms import registry as method_registry  # noqa: E402
 from fedcmi_tff.data import registry  # noqa: E402
 from fedcmi_tff.programs import flag_config  # noqa: E402
 from fedcmi_tff.programs import grid_runner  # noqa: E402
@@ -58,8 +57,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
-    base = flag_config.base_config()
-    base.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
+    base = flag_config.validated_base_config()
     names = registry.DATASET_MODALITIES[base.dataset]
     noise = [float(z) for z in _NOISE.value]
     bits = [int(b) for b in _BITS.value]
@@ -70,10 +68,7 @@ def main(argv):
     setting_list = privacy_report.settings(base.aggregation, noise, bits)
     cells = privacy_report.privacy_cells(base, flag_config.METHODS.value, setting_list,
                                          seeds, names, out_dir)
-    for cell in cells:
-      cell['config'].validate(registry.DATASET_NAMES, method_registry.algorithm_names())
-    shard = flag_config.shard()
-    flag_config.check_runtime_flags()
+    shard = flag_config.check_cells(cells)
   except ValueError as e:
     print(f'privacy_grid: error: {e}', file=sys.stderr)
     return 2

@@ -123,8 +123,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
-    base = flag_config.base_config()
-    base.validate(registry.DATASET_NAMES, method_registry.algorithm_names())
+    base = flag_config.validated_base_config()
     if base.federation.validation_fraction <= 0:
       raise ValueError('tune selects on the validation split: set --validation_fraction > 0')
     seeds = [int(s) for s in flag_config.SEEDS.value]
@@ -133,10 +132,7 @@ def main(argv):
       raise ValueError('--methods and --seeds must be non-empty')
     out_dir = flag_config.OUTPUT_DIR.value
     cells = trial_cells(base, algorithms, _BUDGET.value, _SAMPLER_SEED.value, seeds, out_dir)
-    for cell in cells:
-      cell['config'].validate(registry.DATASET_NAMES, method_registry.algorithm_names())
-    shard = flag_config.shard()
-    flag_config.check_runtime_flags()
+    shard = flag_config.check_cells(cells)
   except ValueError as e:
     print(f'tune: error: {e}', file=sys.stderr)
     return 2

@@ -68,6 +68,24 @@ def test_grid_cells_run_partition_free_methods_once():
   assert len({c['dir'] for c in cells}) == len(cells)
 
 
+def test_grid_cells_run_order_changes_the_order_only():
+  base = config_lib.ExperimentConfig()
+  args = (base, ['fedavg', 'fedcmi', 'unimodal_audio'], [0.1, 1.0], [1.0, 0.5], [0, 1, 2],
+          NAMES, '/out')
+  by_seed = grid_runner.grid_cells(*args)
+  by_cell = grid_runner.grid_cells(*args, order='cells')
+  key = lambda c: c['dir']  # noqa: E731
+  assert sorted(map(key, by_seed)) == sorted(map(key, by_cell))
+  assert {c['dir']: c['config'] for c in by_seed} == {c['dir']: c['config'] for c in by_cell}
+  # Seed-major: seed 0 of every cell first.  Cell-major: (0.1, 1) at every seed first.
+  assert [c['seed'] for c in by_seed[:10]] == [0] * 10
+  first_cell = [(c['alpha'], c['ratio'], c['seed']) for c in by_cell[:7]]
+  assert first_cell == [('0.1', '1', 0)] * 2 + [('0.1', 'any', 0)] + [('0.1', '1', 1)] * 2 + [
+      ('0.1', 'any', 1)] + [('0.1', '1', 2)]
+  with pytest.raises(ValueError, match="run order must be seeds or cells, got 'methods'"):
+    grid_runner.grid_cells(*args, order='methods')
+
+
 _SHARED_FLAGS = ['--num_clients=4', '--clients_per_round=2', '--local_epochs=1', '--seeds=0']
 
 
@@ -118,6 +136,26 @@ def test_grid_skips_finished_cells_and_resumes_unfinished_ones(tmp_path, capfd):
   csv_rows = (out / 'comparison.csv').read_text().splitlines()
   assert len(csv_rows) == 3 and csv_rows[0].startswith('method,seed,acc_fused')
   assert table in printed
+  # --report_only on a larger grid runs nothing, reports the cells whose runs have all
+  # finished and names the others.
+  with flagsaver.flagsaver():
+    flags.FLAGS(['grid', f'--output_dir={out}', '--methods=fedavg,unimodal_visual',
+                 '--dirichlet_alphas=1.0,inf', '--multi_ratios=0.5', '--rounds=2',
+                 f'--report_dir={out / "partial"}', '--report_only'] + _SHARED_FLAGS)
+    assert grid.main(['grid']) == 0
+  assert not (out / 'alpha_inf').exists()
+  partial = (out / 'partial' / 'report.md').read_text()
+  assert ('**Partial report**: 2 of 4 cells have finished every run and are reported here; '
+          'left out (runs unfinished or not started): alpha inf, multi_ratio 0.5; alpha inf, '
+          'multi_ratio any.') in partial
+  reported = pd.read_csv(out / 'partial' / 'report.csv')
+  assert sorted(reported['method']) == ['fedavg', 'unimodal_visual']
+  assert set(reported['alpha'].astype(str)) == {'1'}
+  with flagsaver.flagsaver():
+    flags.FLAGS(['grid', f'--output_dir={out}', '--methods=fedavg', '--dirichlet_alphas=inf',
+                 '--multi_ratios=0.5', '--rounds=2', '--report_only'] + _SHARED_FLAGS)
+    assert grid.main(['grid']) == 2
+  assert '--report_only: no cell has finished all its runs' in capfd.readouterr().err
 
 
 def test_compare_refuses_an_unknown_method(tmp_path, capsys):

@@ -45,6 +45,15 @@ def test_process_type_signature(fedcmi_process):
       fedavg.next.type_signature.result.metrics.member.client_work.train)
 
 
+def test_model_structure_is_the_groups_and_weights_type_of_one_build():
+  groups, weights_type = processes.model_structure(tiny.model_fn)
+  assert groups == processes.variable_groups_of(tiny.model_fn)
+  weights_type.check_equivalent_to(processes.weights_type_of(tiny.model_fn))
+  trainable_groups, non_trainable_groups = groups
+  assert len(trainable_groups) == len(weights_type[0])
+  assert len(non_trainable_groups) == len(weights_type[1])
+
+
 def test_client_work_and_aggregator_types():
   weights_type = processes.weights_type_of(tiny.model_fn)
   objective = registry.client_objective('fedcmi', config_lib.ObjectiveConfig())

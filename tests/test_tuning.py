@@ -234,12 +234,16 @@ def test_converged_presets_describe_the_documented_runs(monkeypatch):
           fc.base_config(), fc.METHODS.value, [float(a) for a in flags.FLAGS.dirichlet_alphas],
           [float(r) for r in flags.FLAGS.multi_ratios], [int(s) for s in fc.SEEDS.value],
           NAMES, fc.OUTPUT_DIR.value, dominants=flags.FLAGS.synthetic_dominants,
-          tuned=tuned), flags.FLAGS.report_dir
+          tuned=tuned, order=flags.FLAGS.run_order), flags.FLAGS.report_dir
 
   grid_cells, grid_report = cells('configs/converged.flags')
   # 2 dominant modalities x 4 alphas x 3 ratios x 6 methods x 5 seeds.
   assert len(grid_cells) == 2 * 4 * 3 * 6 * 5 and grid_report is None
   assert {c['config'].federation.rounds for c in grid_cells} == {100}
+  # Cell-major: the first 30 runs are one whole cell (6 methods x 5 seeds).
+  assert {(c['dominant'], c['alpha'], c['ratio']) for c in grid_cells[:30]} == {
+      ('audio', '0.1', '1')}
+  assert {c['seed'] for c in grid_cells[:30]} == {0, 1, 2, 3, 4}
   ablation_cells, ablation_report = cells('configs/ablations_converged.flags')
   assert len(ablation_cells) == 7 * 5 and ablation_report == 'runs/converged/ablations'
   by_dir = {c['dir']: c['config'] for c in grid_cells}

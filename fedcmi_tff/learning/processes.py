@@ -68,6 +68,15 @@ def variable_groups_of(model_fn: Callable) -> tuple:
     return model_fn().variable_groups()
 
 
+def model_structure(model_fn: Callable) -> tuple:
+  """(`variable_groups_of(model_fn)`, `weights_type_of(model_fn)`) from one model build."""
+  with tf.Graph().as_default():
+    model = model_fn()
+    specs = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), _weights_of(model))
+    groups = model.variable_groups()
+  return groups, tff.types.tensorflow_to_type(specs)
+
+
 def default_server_optimizer() -> tff.learning.optimizers.Optimizer:
   """FedAvg's server step, w <- w - 1.0 * mean delta."""
   return tff.learning.optimizers.build_sgdm(learning_rate=1.0)

@@ -475,15 +475,23 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   model_fn = make_model_fn(data.modality_names, data.input_shapes, len(data.class_names),
                            config.model, data.vocabulary_sizes)
   started = time.time()
+  key = process_key(config)
+  # The model's structure depends on the configuration only: built once per key.
+  structure_key = 'model structure ' + key
+  if process_cache is not None and structure_key in process_cache:
+    variable_groups, weights_type = process_cache[structure_key]
+  else:
+    variable_groups, weights_type = processes.model_structure(model_fn)
+    if process_cache is not None:
+      process_cache[structure_key] = variable_groups, weights_type
   aggregation = server_aggregation.build(
-      config.aggregation, variable_groups=processes.variable_groups_of(model_fn),
-      weights_type=processes.weights_type_of(model_fn),
+      config.aggregation, variable_groups=variable_groups, weights_type=weights_type,
       modality_masks=[data.client_data.kind(c).modality_mask() for c in client_ids],
       client_examples=[data.client_data.num_examples(c) for c in client_ids],
       federation=fed)
   if config.aggregation.mechanisms:
     log(aggregation.describe())
-  key = process_key(config) + aggregation.cache_key()
+  key += aggregation.cache_key()
   if process_cache is not None and key in process_cache:
     process = process_cache[key]
   else:

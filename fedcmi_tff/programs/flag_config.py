@@ -353,6 +353,25 @@ def base_config(**overrides) -> config_lib.ExperimentConfig:
   return dataclasses.replace(config_lib.ExperimentConfig(**top), **overrides)
 
 
+def validated_base_config(**overrides) -> config_lib.ExperimentConfig:
+  """`base_config(**overrides)`, validated; raises ValueError naming the bad field."""
+  base = base_config(**overrides)
+  base.validate(data_registry.DATASET_NAMES, method_registry.algorithm_names())
+  return base
+
+
+def check_cells(cells) -> tuple:
+  """Validates each cell's configuration and the runtime flags; returns `shard()`.
+
+  The common check of the programs that run many configurations (grid, tune,
+  compare, privacy_grid) before any run starts.  Raises ValueError.
+  """
+  for cell in cells:
+    cell['config'].validate(data_registry.DATASET_NAMES, method_registry.algorithm_names())
+  check_runtime_flags()
+  return shard()
+
+
 def method_and_config(**overrides) -> tuple:
   """(--method, the configuration of that method on `base_config(**overrides)`).
 

@@ -30,8 +30,11 @@ def duration(seconds: float) -> str:
   return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
+RUN_ORDERS = ('seeds', 'cells')
+
+
 def grid_cells(base, method_list, alphas, ratios, seeds, modality_names, out_dir,
-               dominants=None, tuned: dict | None = None) -> list:
+               dominants=None, tuned: dict | None = None, order: str = 'seeds') -> list:
   """Every distinct run of the grid as a dict (method, algorithm, alpha, ratio, seed, dir,
   config), partition-free methods once per alpha (unimodal) or once (centralised).
 
@@ -39,36 +42,43 @@ def grid_cells(base, method_list, alphas, ratios, seeds, modality_names, out_dir
   <out_dir>/dominant_<d>/..., each cell then also carrying `dominant`; None: the base
   configuration's dataset as it is, no extra folder level.  `tuned`: a loaded
   tuned.json whose values each method's algorithm trains with (programs/tuning.py).
+  `order` is the run order: 'seeds' (seeds outermost within a dominant modality: a grid
+  stopped part-way has every cell at fewer seeds) or 'cells' (each (alpha, ratio) cell
+  with all its seeds and methods before the next: a grid stopped part-way has whole
+  cells).  The order changes which runs come first, never what a run computes.
 
   Raises:
-    ValueError: an unknown method name.
+    ValueError: an unknown method name or order.
   """
+  if order not in RUN_ORDERS:
+    raise ValueError(f'run order must be {" or ".join(RUN_ORDERS)}, got {order!r}')
   cells, seen = [], set()
   for dominant in (dominants or [None]):
     top = out_dir if dominant is None else os.path.join(out_dir, f'dominant_{dominant}')
     start = base if dominant is None else dataclasses.replace(base, synthetic_dominant=dominant)
-    # Seeds outermost: a grid stopped part-way has whole seeds of every cell.
-    for seed in seeds:
-      for alpha in alphas:
-        for ratio in ratios:
-          for method in method_list:
-            cell_alpha = ('any' if method_registry.ignores_label_split(method, modality_names)
-                          else label(alpha))
-            cell_ratio = ('any' if method_registry.ignores_multi_ratio(method, modality_names)
-                          else label(ratio))
-            run_dir = os.path.join(top, f'alpha_{cell_alpha}', f'ratio_{cell_ratio}', method,
-                                   f'seed_{seed}')
-            if run_dir in seen:
-              continue
-            seen.add(run_dir)
-            config = dataclasses.replace(start, federation=dataclasses.replace(
-                start.federation, dirichlet_alpha=alpha, multi_ratio=ratio, seed=seed))
-            config = tuning.tuned_config(config, method, modality_names, tuned)
-            cell = dict(method=method, algorithm=config.algorithm, alpha=cell_alpha,
-                        ratio=cell_ratio, seed=seed, dir=run_dir, config=config)
-            if dominant is not None:
-              cell['dominant'] = dominant
-            cells.append(cell)
+    if order == 'seeds':
+      loops = [(seed, alpha, ratio) for seed in seeds for alpha in alphas for ratio in ratios]
+    else:
+      loops = [(seed, alpha, ratio) for alpha in alphas for ratio in ratios for seed in seeds]
+    for seed, alpha, ratio in loops:
+      for method in method_list:
+        cell_alpha = ('any' if method_registry.ignores_label_split(method, modality_names)
+                      else label(alpha))
+        cell_ratio = ('any' if method_registry.ignores_multi_ratio(method, modality_names)
+                      else label(ratio))
+        run_dir = os.path.join(top, f'alpha_{cell_alpha}', f'ratio_{cell_ratio}', method,
+                               f'seed_{seed}')
+        if run_dir in seen:
+          continue
+        seen.add(run_dir)
+        config = dataclasses.replace(start, federation=dataclasses.replace(
+            start.federation, dirichlet_alpha=alpha, multi_ratio=ratio, seed=seed))
+        config = tuning.tuned_config(config, method, modality_names, tuned)
+        cell = dict(method=method, algorithm=config.algorithm, alpha=cell_alpha,
+                    ratio=cell_ratio, seed=seed, dir=run_dir, config=config)
+        if dominant is not None:
+          cell['dominant'] = dominant
+        cells.append(cell)
   return cells
 
 
@@ -79,6 +89,25 @@ def unfinished(cells: list) -> list:
     experiment.OutputDirectoryError: a cell folder holds another configuration.
   """
   return [c for c in cells if experiment.finished_summary(c['config'], c['dir']) is None]
+
+
+def cell_of(run: dict) -> tuple:
+  """The report cell a run belongs to: (dominant or '', alpha label, ratio label)."""
+  return run.get('dominant', ''), run['alpha'], run['ratio']
+
+
+def whole_cells(cells: list) -> tuple:
+  """(the runs of the report cells whose runs have all finished, the other report cells).
+
+  A report cell is a (dominant, alpha, ratio) of `cell_of`; the second element lists
+  those with at least one unfinished run, in grid order.
+
+  Raises:
+    experiment.OutputDirectoryError: a run folder holds another configuration.
+  """
+  todo = {c['dir'] for c in unfinished(cells)}
+  open_cells = list(dict.fromkeys(cell_of(c) for c in cells if c['dir'] in todo))
+  return [c for c in cells if cell_of(c) not in open_cells], open_cells
 
 
 def run_cells(cells: list, todo: list, program: str, log: Callable[[str], None],

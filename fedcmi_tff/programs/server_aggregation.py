@@ -105,8 +105,8 @@ def build(aggregation_config: config_lib.AggregationConfig, *, variable_groups: 
 
   Args:
     aggregation_config: the mechanisms and their parameters.
-    variable_groups: the model's variable groups (`processes.variable_groups_of`).
-    weights_type: the TFF type of the model weights (`processes.weights_type_of`).
+    variable_groups: the model's variable groups (`processes.model_structure`).
+    weights_type: the TFF type of the model weights (`processes.model_structure`).
     modality_masks: (has_a, has_b) of every client of the population.
     client_examples: every client's training example count.
     federation: population, clients per round and rounds.
