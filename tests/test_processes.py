@@ -162,6 +162,37 @@ def test_server_momentum_is_fedavgm_and_the_default_is_w_minus_delta():
         rtol=1e-5)
 
 
+def test_finalizer_clips_only_the_marked_statistics_at_zero():
+  weights_type = tff.types.tensorflow_to_type(tff.learning.models.ModelWeights(
+      trainable=[tf.TensorSpec([1], tf.float32)],
+      non_trainable=[tf.TensorSpec([2], tf.float32), tf.TensorSpec([2], tf.float32)]))
+  w = tff.learning.models.ModelWeights(
+      trainable=[np.array([1.0], np.float32)],
+      non_trainable=[np.array([0.5, 0.1], np.float32), np.array([0.5, 0.1], np.float32)])
+  delta = tff.learning.models.ModelWeights(
+      trainable=[np.array([2.0], np.float32)],
+      non_trainable=[np.array([0.25, 0.3], np.float32), np.array([0.25, 0.3], np.float32)])
+  finalizer = aggregators.build_server_update_finalizer(
+      weights_type, processes.default_server_optimizer(), non_negative=(False, True))
+  out = finalizer.next(finalizer.initialize(), w, delta).result
+  np.testing.assert_allclose(out.trainable[0], [-1.0])  # trainable: not clipped
+  np.testing.assert_allclose(out.non_trainable[0], [0.25, -0.2], rtol=1e-6)
+  np.testing.assert_allclose(out.non_trainable[1], [0.25, 0.0], rtol=1e-6)
+  with pytest.raises(ValueError, match='non_negative has 1 entries for 2 non-trainable'):
+    aggregators.build_server_update_finalizer(
+        weights_type, processes.default_server_optimizer(), non_negative=(True,))
+
+
+def test_the_moving_variances_are_the_non_negative_statistics():
+  model_fn = tiny.model_fn
+  with tf.Graph().as_default():
+    names = [v.name for v in model_fn().non_trainable_variables]
+  marks = processes.non_negative_of(model_fn)
+  assert len(marks) == len(names) and any(marks)
+  assert [n for n, m in zip(names, marks) if m] == [n for n in names if 'moving_variance' in n]
+  assert all('moving_mean' in n for n, m in zip(names, marks) if not m)
+
+
 def _tiny_clients():
   splits = tiny.small_synthetic()
   return client_data.build_federated_splits(splits, num_clients=4, dirichlet_alpha=1.0,

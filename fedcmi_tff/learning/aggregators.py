@@ -18,7 +18,9 @@ their place.
 `build_server_update_finalizer` applies the mean delta: trainable weights through
 a `tff.learning.optimizers` optimiser (`build_sgdm(learning_rate=1.0)`, plain
 w - delta, is FedAvg's server step; momentum gives FedAvgM, Adam FedAdam),
-non-trainable weights (batch-norm statistics) as w - delta.
+non-trainable weights (batch-norm statistics) as w - delta, with the moving variances
+projected onto [0, inf) (a no-op for a mean of clients' statistics; noise or quantisation
+can push one below zero, which would make batch normalisation NaN).
 """
 
 from __future__ import annotations
@@ -295,13 +297,23 @@ def update_bytes(weights_type, aggregation_config: config_lib.AggregationConfig)
   return total
 
 
-def build_server_update_finalizer(weights_type, server_optimizer: tff.learning.optimizers.Optimizer
+def build_server_update_finalizer(weights_type, server_optimizer: tff.learning.optimizers.Optimizer,
+                                  non_negative: tuple = ()
                                   ) -> tff.learning.templates.FinalizerProcess:
   """Trainable weights: the server optimiser on the mean delta; non-trainable: w - delta.
 
   With `build_sgdm(learning_rate=1.0)` the trainable update is w - 1.0 * delta,
-  bit for bit the plain FedAvg step.
+  bit for bit the plain FedAvg step.  `non_negative`: one bool per non-trainable
+  weight (default all False); those marked are clipped at 0 after the update
+  (batch-norm moving variances: a DP mean's noise can push them below 0).  Clipping
+  the released mean is post-processing: it changes no privacy guarantee, and it never
+  changes a mean of non-negative client values.
   """
+  non_trainable_count = len(weights_type.non_trainable)
+  non_negative = tuple(non_negative) or (False,) * non_trainable_count
+  if len(non_negative) != non_trainable_count:
+    raise ValueError(f'non_negative has {len(non_negative)} entries for '
+                     f'{non_trainable_count} non-trainable weights')
   trainable_specs = tuple(tff.types.type_to_tf_tensor_specs(weights_type.trainable))
 
   @tff.tensorflow.computation
@@ -318,8 +330,8 @@ def build_server_update_finalizer(weights_type, server_optimizer: tff.learning.o
   def apply_delta(optimizer_state, weights, delta):
     optimizer_state, trainable = server_optimizer.next(
         optimizer_state, tuple(weights.trainable), tuple(delta.trainable))
-    non_trainable = tf.nest.map_structure(tf.subtract, weights.non_trainable,
-                                          delta.non_trainable)
+    non_trainable = [tf.maximum(w - d, 0.0) if positive else w - d for w, d, positive in
+                     zip(weights.non_trainable, delta.non_trainable, non_negative)]
     return optimizer_state, ModelWeights(trainable=list(trainable),
                                          non_trainable=non_trainable)
 

@@ -15,6 +15,7 @@ algorithms are (`tff.learning.templates.compose_learning_process`):
   finalizer     `aggregators.build_server_update_finalizer`: the server optimiser
                 (default SGD with learning rate 1: w <- w - mean delta) on the
                 trainable weights, w <- w - mean delta on batch-norm statistics
+                (moving variances clipped at 0)
 
 Type signature of `next`:
   (<state@SERVER, {<x=<a, b, modality_mask>, y>*}@CLIENTS> -> <state@SERVER, metrics@SERVER>)
@@ -66,6 +67,12 @@ def weights_type_of(model_fn: Callable) -> tff.types.Type:
 def variable_groups_of(model_fn: Callable) -> tuple:
   with tf.Graph().as_default():
     return model_fn().variable_groups()
+
+
+def non_negative_of(model_fn: Callable) -> tuple:
+  """One bool per non-trainable weight: True for a batch-norm moving variance."""
+  with tf.Graph().as_default():
+    return tuple('moving_variance' in v.name for v in model_fn().non_trainable_variables)
 
 
 def model_structure(model_fn: Callable) -> tuple:
@@ -205,7 +212,8 @@ def build_learning_process(
                                    proximal_strength, loop, total_rounds=total_rounds),
       aggregator.create(weights_type, aggregators.GROUP_WEIGHT_TYPE),
       aggregators.build_server_update_finalizer(
-          weights_type, server_optimizer or default_server_optimizer()))
+          weights_type, server_optimizer or default_server_optimizer(),
+          non_negative=non_negative_of(model_fn)))
 
 
 def build_fedcmi(model_fn: Callable, element_spec, *,
