@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from fedcmi_tff import config as config_lib
+from fedcmi_tff.learning import aggregation
 from fedcmi_tff.learning import aggregators
 
 ModelWeights = tff.learning.models.ModelWeights
@@ -92,12 +93,32 @@ def test_private_mean_is_the_sum_of_clipped_masked_records_over_public_denominat
   np.testing.assert_allclose(out.measurements['group_weight_totals'], HOLDERS)
 
 
-def test_clipping_bound_holds_for_one_huge_update():
+@pytest.mark.parametrize('scale', [1000.0, 3e19])
+def test_clipping_bound_holds_for_one_huge_update(scale):
+  """3e19: finite float32 values whose float32 norm overflows (TF's clip alone gives NaN)."""
   clip = 0.25
-  values = _values(1, count=1, scale=1000.0)
+  values = _values(1, count=1, scale=scale)
+  assert np.all(np.isfinite(_flat(values[0])))
   process = _process(_dp(noise_multiplier=0.0, clip_norm=clip), holders=(1.0, 1.0, 1.0))
   out = process.next(process.initialize(), values, [np.array([9, 9, 9], np.float32)])
   assert np.linalg.norm(_flat(out.result)) == pytest.approx(clip, rel=1e-5)
+  direction = _flat(values[0]).astype(np.float64)
+  np.testing.assert_allclose(_flat(out.result), clip * direction / np.linalg.norm(direction),
+                             rtol=1e-5, atol=1e-7)
+
+
+def test_bound_norm_scales_only_records_above_the_bound():
+  small = [tf.constant([3.0, 4.0]), tf.constant([[0.0]])]  # norm 5
+  out = aggregation.bound_norm(small, 5.0)
+  for o, v in zip(out, small):
+    np.testing.assert_array_equal(o.numpy(), v.numpy())  # unchanged, bit for bit
+  huge = [tf.constant([3e19, -4e19], tf.float32), tf.constant([[0.0]])]  # norm 5e19
+  assert not np.isfinite(tf.linalg.global_norm(huge).numpy())  # float32 overflows
+  out = aggregation.bound_norm(huge, 1e15)
+  np.testing.assert_allclose(out[0].numpy(), [0.6e15, -0.8e15], rtol=1e-6)
+  assert out[1].numpy()[0, 0] == 0.0 and out[0].dtype == tf.float32
+  zero = aggregation.bound_norm([tf.zeros([3])], 1.0)
+  np.testing.assert_array_equal(zero[0].numpy(), np.zeros(3))
 
 
 def test_noise_standard_deviation_is_the_noise_multiplier_times_the_clip():

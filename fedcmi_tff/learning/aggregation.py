@@ -42,3 +42,19 @@ def divide_by_constants(sums: list, groups: list, denominators: tuple) -> list:
   """sums[i] / denominators[groups[i]] (Python constants), or zeros where that is 0."""
   return [s / tf.constant(denominators[g], s.dtype) if denominators[g] > 0 else tf.zeros_like(s)
           for s, g in zip(sums, groups)]
+
+
+def bound_norm(values: list, bound: float) -> list:
+  """values scaled by min(1, bound / ||values||), the L2 norm over all of them taken in
+  float64.
+
+  A float32 update can be finite while the sum of its squares overflows; the DP query's
+  clip (`tf.clip_by_global_norm`) then returns NaN for the whole record, and the noisy
+  sum with it.  Scaling such a record to a large `bound` first, in float64, keeps its
+  direction, so clipping it to any C <= bound gives what clipping the original would.
+  Records with norm <= bound come back unchanged, bit for bit.
+  """
+  wide = [tf.cast(v, tf.float64) for v in values]
+  norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(w)) for w in wide]))
+  scale = tf.minimum(tf.constant(1.0, tf.float64), bound / norm)  # norm 0: bound / 0 = inf
+  return [tf.where(norm > bound, tf.cast(w * scale, v.dtype), v) for w, v in zip(wide, values)]

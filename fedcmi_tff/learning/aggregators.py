@@ -39,6 +39,9 @@ from fedcmi_tff.learning import aggregation
 
 ModelWeights = tff.learning.models.ModelWeights
 GROUP_WEIGHT_TYPE = tff.TensorType(np.float32, [3])
+# DP records are first scaled to this L2 norm when larger (`aggregation.bound_norm`): the
+# clip of a finite record whose float32 norm overflows (about 1.8e19) would be NaN.
+RECORD_NORM_BOUND = 1e15
 
 
 def _by_group(fn, weights, variable_groups, *args) -> ModelWeights:
@@ -131,7 +134,8 @@ class PrivateGroupMeanFactory(tff.aggregators.WeightedAggregationFactory):
   """The group mean with user-level differential privacy (docs/privacy.md).
 
   A client's record is its whole update with the groups it does not hold zeroed
-  (`aggregation.mask_by_group`: every client counts once).  TFF's
+  (`aggregation.mask_by_group`: every client counts once), scaled to norm
+  `RECORD_NORM_BOUND` if larger (so the clip cannot overflow to NaN).  TFF's
   `DifferentiallyPrivateFactory` clips each record to L2 norm C (`query`), sums the
   clipped records (`record_sum_factory`: plain or secure) and adds Gaussian noise to
   every coordinate; each group's noisy sum is then divided by a public constant, the
@@ -169,7 +173,11 @@ class PrivateGroupMeanFactory(tff.aggregators.WeightedAggregationFactory):
 
     @tff.tensorflow.computation(value_type, GROUP_WEIGHT_TYPE)
     def mask(value, group_weights):
-      return _by_group(aggregation.mask_by_group, value, groups, group_weights)
+      record = _by_group(aggregation.mask_by_group, value, groups, group_weights)
+      flat = aggregation.bound_norm(record.trainable + record.non_trainable,
+                                    RECORD_NORM_BOUND)
+      count = len(record.trainable)
+      return ModelWeights(trainable=flat[:count], non_trainable=flat[count:])
 
     @tff.tensorflow.computation(value_type)
     def divide(sums):
