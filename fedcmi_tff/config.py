@@ -203,6 +203,11 @@ AGGREGATION_MECHANISMS = ('dp', 'secure', 'compressed')
 COMPOSABLE_MECHANISMS = ((), ('dp',), ('secure',), ('compressed',), ('dp', 'secure'))
 
 
+# The largest DP clip norm: records above it are scaled to it before clipping
+# (learning/aggregators.py, RECORD_NORM_BOUND), which leaves any clip up to it exact.
+MAX_CLIP_NORM = 1e15
+
+
 @dataclasses.dataclass(frozen=True)
 class AggregationConfig:
   """How the server sums the clients' updates (beyond the paper; docs/privacy.md).
@@ -240,7 +245,8 @@ class AggregationConfig:
                                               for m in COMPOSABLE_MECHANISMS) +
            f', got {",".join(self.mechanisms)!r}')
     _check(self.noise_multiplier >= 0, 'noise_multiplier must be >= 0')
-    _check(self.clip_norm > 0, f'clip_norm must be > 0, got {self.clip_norm}')
+    _check(0 < self.clip_norm <= MAX_CLIP_NORM,
+           f'clip_norm must be in (0, {MAX_CLIP_NORM:g}], got {self.clip_norm:g}')
     _check(0 < self.target_unclipped_quantile < 1, 'target_unclipped_quantile must be in (0, 1)')
     _check(self.clip_learning_rate >= 0, 'clip_learning_rate must be >= 0')
     _check(0 <= self.privacy_delta < 1, 'privacy_delta must be in [0, 1) (0: 1 / num_clients^1.1)')

@@ -247,5 +247,7 @@ def test_aggregator_names_and_combinations_are_checked():
     config_lib.AggregationConfig(mechanisms=('dp', 'compressed')).validate()
   with pytest.raises(ValueError, match='fixed clip_norm'):
     config_lib.AggregationConfig(mechanisms=('dp', 'secure'), adaptive_clipping=True).validate()
+  with pytest.raises(ValueError, match=r'clip_norm must be in \(0, 1e\+15\], got 2e\+15'):
+    _dp(clip_norm=2e15).validate()
   with pytest.raises(ValueError, match='needs expected_holders'):
     aggregators.build_group_mean_factory(GROUPS, _dp())

@@ -41,7 +41,7 @@ ModelWeights = tff.learning.models.ModelWeights
 GROUP_WEIGHT_TYPE = tff.TensorType(np.float32, [3])
 # DP records are first scaled to this L2 norm when larger (`aggregation.bound_norm`): the
 # clip of a finite record whose float32 norm overflows (about 1.8e19) would be NaN.
-RECORD_NORM_BOUND = 1e15
+RECORD_NORM_BOUND = config_lib.MAX_CLIP_NORM
 
 
 def _by_group(fn, weights, variable_groups, *args) -> ModelWeights:
