@@ -45,13 +45,19 @@ def test_process_type_signature(fedcmi_process):
       fedavg.next.type_signature.result.metrics.member.client_work.train)
 
 
-def test_model_structure_is_the_groups_and_weights_type_of_one_build():
-  groups, weights_type = processes.model_structure(tiny.model_fn)
-  assert groups == processes.variable_groups_of(tiny.model_fn)
-  weights_type.check_equivalent_to(processes.weights_type_of(tiny.model_fn))
+def test_model_structure_matches_the_models_weights():
+  groups, weights_type, non_negative = processes.model_structure(tiny.model_fn)
+  with tf.Graph().as_default():
+    model = tiny.model_fn()
+    assert groups == model.variable_groups()
+    trainable = [(v.shape.as_list(), v.dtype.as_numpy_dtype) for v in model.trainable_variables]
+    non_trainable = [(v.shape.as_list(), v.dtype.as_numpy_dtype)
+                     for v in model.non_trainable_variables]
+  assert [(list(t.shape), t.dtype) for t in weights_type[0]] == trainable
+  assert [(list(t.shape), t.dtype) for t in weights_type[1]] == non_trainable
   trainable_groups, non_trainable_groups = groups
-  assert len(trainable_groups) == len(weights_type[0])
-  assert len(non_trainable_groups) == len(weights_type[1])
+  assert len(trainable_groups) == len(trainable)
+  assert len(non_trainable_groups) == len(non_trainable) == len(non_negative)
 
 
 def test_client_work_and_aggregator_types():
@@ -187,7 +193,7 @@ def test_the_moving_variances_are_the_non_negative_statistics():
   model_fn = tiny.model_fn
   with tf.Graph().as_default():
     names = [v.name for v in model_fn().non_trainable_variables]
-  marks = processes.non_negative_of(model_fn)
+  marks = processes.model_structure(model_fn).non_negative
   assert len(marks) == len(names) and any(marks)
   assert [n for n, m in zip(names, marks) if m] == [n for n in names if 'moving_variance' in n]
   assert all('moving_mean' in n for n, m in zip(names, marks) if not m)

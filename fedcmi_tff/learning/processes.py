@@ -29,7 +29,7 @@ algorithm an experiment configuration names.
 from __future__ import annotations
 
 import collections
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -56,32 +56,38 @@ def _weights_of(model) -> ModelWeights:
                       non_trainable=list(model.non_trainable_variables))
 
 
-def weights_type_of(model_fn: Callable) -> tff.types.Type:
-  """TFF type of a model's (trainable, non_trainable) weights."""
-  with tf.Graph().as_default():
-    model = model_fn()
-    specs = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), _weights_of(model))
-  return tff.types.tensorflow_to_type(specs)
+class ModelStructure(NamedTuple):
+  """What the process wiring needs to know about a model, read from one build.
+
+  variable_groups: the model's `variable_groups()`, (trainable groups,
+    non-trainable groups), one modality group per weight.
+  weights_type: TFF type of the (trainable, non_trainable) weights.
+  non_negative: one bool per non-trainable weight, True for a batch-norm moving
+    variance (clipped at 0 by the server update).
+  """
+  variable_groups: tuple
+  weights_type: tff.types.Type
+  non_negative: tuple
 
 
-def variable_groups_of(model_fn: Callable) -> tuple:
-  with tf.Graph().as_default():
-    return model_fn().variable_groups()
-
-
-def non_negative_of(model_fn: Callable) -> tuple:
-  """One bool per non-trainable weight: True for a batch-norm moving variance."""
-  with tf.Graph().as_default():
-    return tuple('moving_variance' in v.name for v in model_fn().non_trainable_variables)
-
-
-def model_structure(model_fn: Callable) -> tuple:
-  """(`variable_groups_of(model_fn)`, `weights_type_of(model_fn)`) from one model build."""
+def model_structure(model_fn: Callable) -> ModelStructure:
+  """The `ModelStructure` of the model `model_fn` builds (one build, in a fresh graph)."""
   with tf.Graph().as_default():
     model = model_fn()
     specs = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), _weights_of(model))
     groups = model.variable_groups()
-  return groups, tff.types.tensorflow_to_type(specs)
+    non_negative = tuple('moving_variance' in v.name for v in model.non_trainable_variables)
+  return ModelStructure(groups, tff.types.tensorflow_to_type(specs), non_negative)
+
+
+def weights_type_of(model_fn: Callable) -> tff.types.Type:
+  """TFF type of a model's (trainable, non_trainable) weights."""
+  return model_structure(model_fn).weights_type
+
+
+def variable_groups_of(model_fn: Callable) -> tuple:
+  """The model's (trainable groups, non-trainable groups)."""
+  return model_structure(model_fn).variable_groups
 
 
 def default_server_optimizer() -> tff.learning.optimizers.Optimizer:
@@ -104,7 +110,8 @@ def build_multimodal_client_work(model_fn: Callable, element_spec,
                                  proximal_strength: float = 0.0,
                                  loop: dataset_loops.LoopImplementation = (
                                      dataset_loops.DATASET_ITERATOR), *,
-                                 total_rounds: int | None = None
+                                 total_rounds: int | None = None,
+                                 weights_type: tff.types.Type | None = None
                                  ) -> tff.learning.templates.ClientWorkProcess:
   """Client work whose state is the round number.
 
@@ -115,10 +122,12 @@ def build_multimodal_client_work(model_fn: Callable, element_spec,
 
   `loop` chooses how the client update iterates over the client's data (the
   same results either way; see learning/dataset_loops.py); `total_rounds` is T of
-  the learning-rate decay (client_update.build_client_update_fn).
+  the learning-rate decay (client_update.build_client_update_fn); `weights_type`, the
+  model's (from `model_structure`), saves a model build when the caller has it.
   """
   client_update_lib.schedule_rounds(training, total_rounds)  # fails here, not when traced
-  weights_type = weights_type_of(model_fn)
+  if weights_type is None:
+    weights_type = weights_type_of(model_fn)
   data_type = tff.SequenceType(tff.types.tensorflow_to_type(element_spec))
 
   @tff.tensorflow.computation
@@ -172,6 +181,7 @@ def build_learning_process(
     server_optimizer: tff.learning.optimizers.Optimizer | None = None,
     aggregator: tff.aggregators.WeightedAggregationFactory | None = None,
     loop: dataset_loops.LoopImplementation = dataset_loops.DATASET_ITERATOR,
+    structure: ModelStructure | None = None,
 ) -> tff.learning.templates.LearningProcess:
   """Composes distributor, client work, aggregator and finalizer for any objective.
 
@@ -190,6 +200,8 @@ def build_learning_process(
     aggregator: a weighted aggregation factory taking float32[3] weights; default
       `aggregators.GroupMeanFactory` with the model's variable groups.
     loop: how client updates iterate over their data (learning/dataset_loops.py).
+    structure: `model_structure(model_fn)` if the caller has it already; built
+      here otherwise.
 
   Raises:
     ValueError: an invalid training configuration or proximal strength.
@@ -197,9 +209,11 @@ def build_learning_process(
   training.validate()
   if proximal_strength < 0:
     raise ValueError(f'proximal_strength must be >= 0, got {proximal_strength}')
-  weights_type = weights_type_of(model_fn)
+  if structure is None:
+    structure = model_structure(model_fn)
+  weights_type = structure.weights_type
   if aggregator is None:
-    aggregator = aggregators.GroupMeanFactory(variable_groups_of(model_fn))
+    aggregator = aggregators.GroupMeanFactory(structure.variable_groups)
 
   @tff.tensorflow.computation
   def initial_model_weights():
@@ -209,11 +223,12 @@ def build_learning_process(
       initial_model_weights,
       tff.learning.templates.build_broadcast_process(weights_type),
       build_multimodal_client_work(model_fn, element_spec, objective, training,
-                                   proximal_strength, loop, total_rounds=total_rounds),
+                                   proximal_strength, loop, total_rounds=total_rounds,
+                                   weights_type=weights_type),
       aggregator.create(weights_type, aggregators.GROUP_WEIGHT_TYPE),
       aggregators.build_server_update_finalizer(
           weights_type, server_optimizer or default_server_optimizer(),
-          non_negative=non_negative_of(model_fn)))
+          non_negative=structure.non_negative))
 
 
 def build_fedcmi(model_fn: Callable, element_spec, *,
@@ -237,7 +252,7 @@ def build_fedcmi(model_fn: Callable, element_spec, *,
     warmup_rounds: rounds before infiltration starts.
     proximal_strength: mu.
     **process_options: `training`, `total_rounds`, `server_optimizer`, `aggregator`,
-      `loop` of `build_learning_process`.
+      `loop`, `structure` of `build_learning_process`.
   """
   objective = fedcmi.FedCMIObjective(
       distillation_weight=distillation_weight, self_head_weight=self_head_weight,
@@ -304,8 +319,8 @@ def build_process_for_config(algorithm: str, model_fn: Callable, element_spec, *
                              **process_options) -> tff.learning.templates.LearningProcess:
   """The process of one of `registry.ALGORITHMS` under the configured hyper-parameters.
 
-  `process_options`: `total_rounds`, `server_optimizer`, `aggregator`, `loop` of
-  `build_learning_process`.
+  `process_options`: `total_rounds`, `server_optimizer`, `aggregator`, `loop`,
+  `structure` of `build_learning_process`.
   """
   return build_learning_process(
       model_fn, element_spec, objective=registry.client_objective(algorithm, objective),

@@ -479,13 +479,14 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   # The model's structure depends on the configuration only: built once per key.
   structure_key = 'model structure ' + key
   if process_cache is not None and structure_key in process_cache:
-    variable_groups, weights_type = process_cache[structure_key]
+    structure = process_cache[structure_key]
   else:
-    variable_groups, weights_type = processes.model_structure(model_fn)
+    structure = processes.model_structure(model_fn)
     if process_cache is not None:
-      process_cache[structure_key] = variable_groups, weights_type
+      process_cache[structure_key] = structure
   aggregation = server_aggregation.build(
-      config.aggregation, variable_groups=variable_groups, weights_type=weights_type,
+      config.aggregation, variable_groups=structure.variable_groups,
+      weights_type=structure.weights_type,
       modality_masks=[data.client_data.kind(c).modality_mask() for c in client_ids],
       client_examples=[data.client_data.num_examples(c) for c in client_ids],
       federation=fed)
@@ -499,7 +500,7 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
         config.algorithm, model_fn, data.client_data.element_type_structure,
         objective=config.objective, training=config.training, total_rounds=fed.rounds,
         server_optimizer=processes.server_optimizer_for(config.server),
-        aggregator=aggregation.factory)
+        aggregator=aggregation.factory, structure=structure)
     if process_cache is not None:
       process_cache[key] = process
   # Client datasets are built once and reused every round.
