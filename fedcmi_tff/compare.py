@@ -1,12 +1,14 @@
 """Compares methods over seeds: `python -m fedcmi_tff.compare --flagfile=configs/demo.flags`.
 
 A one-cell grid: each of --methods (algorithms/registry.py's names; default fedcmi, fedavg
-and the weak modality alone, e.g. unimodal_visual) for each of --seeds at the --dirichlet_alpha and --multi_ratio of the
-flags, with identical data, partition, model and evaluation.  Runs go to the grid's
-folders, <output_dir>/alpha_<a>/ratio_<r>/<method>/seed_<s>/ (as train.py writes them);
+and the weak modality alone, e.g. unimodal_visual) for each of --seeds at the
+--dirichlet_alpha and --multi_ratio of the flags, with identical data, partition, model and
+evaluation.  Runs go to the grid's folders,
+<output_dir>/alpha_<a>/ratio_<r>/<method>/seed_<s>/ (as train.py writes them);
 comparison.csv holds one row per run and comparison.md the mean ± 95 % t-interval over
-seeds with FedCMI's paired differences from each other method, which is also printed.  Finished runs are reused and unfinished ones resumed; a run whose
-configuration differs stops the program rather than being overwritten.
+seeds with FedCMI's paired differences from each other method, which is also printed.
+Finished runs are reused and unfinished ones resumed; a run whose configuration differs
+stops the program rather than being overwritten.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ def preamble(base, delta: float) -> str:
           else f'fixed clip C = {a.clip_norm:g}')
   data = (f'{base.dataset}, {base.synthetic_dominant} dominant' if base.dataset == 'synthetic_av'
           else base.dataset)
-  return (f'# Privacy and communication report\n\n{data}; {f.num_clients} clients, {f.clients_per_round} sampled per round without '
+  return (f'# Privacy and communication report\n\n{data}; {f.num_clients} clients, '
+          f'{f.clients_per_round} sampled per round without '
           f'replacement, {f.rounds} rounds, dirichlet_alpha = {f.dirichlet_alpha:g}, '
           f'multi_ratio = {f.multi_ratio:g}.  DP settings: user-level, {clip}, Gaussian noise '
           f'z * C per coordinate, each group divided by its expected number of sampled '
