@@ -444,6 +444,15 @@ def run_experiment(config: config_lib.ExperimentConfig, output_dir: str, *,
     lock.release()
 
 
+def _cached(cache: dict | None, key: str, build: Callable):
+  """`build()`, memoised in `cache` under `key` when a cache is given."""
+  if cache is None:
+    return build()
+  if key not in cache:
+    cache[key] = build()
+  return cache[key]
+
+
 def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log, process_cache,
                 program_state_manager, stop_requested) -> ExperimentResult:
   """run_experiment once the output folder is locked."""
@@ -477,13 +486,8 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   started = time.time()
   key = process_key(config)
   # The model's structure depends on the configuration only: built once per key.
-  structure_key = 'model structure ' + key
-  if process_cache is not None and structure_key in process_cache:
-    structure = process_cache[structure_key]
-  else:
-    structure = processes.model_structure(model_fn)
-    if process_cache is not None:
-      process_cache[structure_key] = structure
+  structure = _cached(process_cache, 'model structure ' + key,
+                      lambda: processes.model_structure(model_fn))
   aggregation = server_aggregation.build(
       config.aggregation, variable_groups=structure.variable_groups,
       weights_type=structure.weights_type,
@@ -493,16 +497,11 @@ def _run_locked(config, config_dict, splits, output_dir, overwrite, resume, log,
   if config.aggregation.mechanisms:
     log(aggregation.describe())
   key += aggregation.cache_key()
-  if process_cache is not None and key in process_cache:
-    process = process_cache[key]
-  else:
-    process = processes.build_process_for_config(
-        config.algorithm, model_fn, data.client_data.element_type_structure,
-        objective=config.objective, training=config.training, total_rounds=fed.rounds,
-        server_optimizer=processes.server_optimizer_for(config.server),
-        aggregator=aggregation.factory, structure=structure)
-    if process_cache is not None:
-      process_cache[key] = process
+  process = _cached(process_cache, key, lambda: processes.build_process_for_config(
+      config.algorithm, model_fn, data.client_data.element_type_structure,
+      objective=config.objective, training=config.training, total_rounds=fed.rounds,
+      server_optimizer=processes.server_optimizer_for(config.server),
+      aggregator=aggregation.factory, structure=structure))
   # Client datasets are built once and reused every round.
   client_datasets = {c: data.client_data.create_tf_dataset_for_client(c) for c in client_ids}
   test_batches = data.test.batch(config.eval_batch_size)
